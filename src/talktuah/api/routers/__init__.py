@@ -1,0 +1,1 @@
+"""One router a concern: `meta` (public), `models` (the model store)."""

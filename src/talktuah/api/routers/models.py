@@ -1,0 +1,88 @@
+"""The model store over HTTP: status, local list, delete, and download requests."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from ...downloads.instructions import manual_instructions
+from ...store import validate_model_id
+from ..deps import ServicesDep, StoreDep
+
+router = APIRouter(prefix="/api", tags=["models"])
+
+ModelIdQuery = Query(description="Hugging Face repo id, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+
+
+@router.get("/model-status")
+def model_status(services: ServicesDep) -> dict[str, Any]:
+    store = services.store
+    models = store.list()
+    current = services.state.active_model
+    downloaded = [m.model_id for m in models]
+    if not models:
+        message = "No models downloaded yet. POST /api/download-model?model_id=...&auto=true"
+    elif current is None:
+        message = f"{len(models)} model(s) downloaded; none is active."
+    else:
+        message = f"{len(models)} model(s) downloaded; active: {current}."
+    return {
+        "models_available": bool(models),
+        "models_dir_exists": store.models_dir.is_dir(),
+        "models_dir": str(store.models_dir),
+        "downloaded_models": downloaded,
+        "current_model": current,
+        "vllm_healthy": False,
+        "message": message,
+    }
+
+
+@router.get("/models/local")
+def models_local(store: StoreDep) -> dict[str, Any]:
+    models = store.list()
+    return {
+        "models": [asdict(m) | {"size_mb": m.size_mb} for m in models],
+        "count": len(models),
+        "total_size_bytes": sum(m.size_bytes for m in models),
+    }
+
+
+@router.delete("/delete-model")
+def delete_model(
+    store: StoreDep,
+    model_id: str = ModelIdQuery,
+    force: bool = Query(False, description="Delete even if it is the active model"),
+) -> dict[str, Any]:
+    deleted = store.delete(model_id, force=force)
+    message = f"Successfully deleted {model_id} ({deleted.size_mb} MB freed)"
+    if deleted.was_active:
+        message += "; it was the active model, so no model is active now"
+    return {
+        "status": "deleted",
+        "model_id": model_id,
+        "size_mb": deleted.size_mb,
+        "size_bytes": deleted.size_bytes,
+        "message": message,
+    }
+
+
+@router.post("/download-model")
+def download_model(
+    request: Request,
+    services: ServicesDep,
+    model_id: str = ModelIdQuery,
+    auto: bool = Query(False, description="Download now (true) or return instructions"),
+) -> dict[str, Any]:
+    validate_model_id(model_id)
+    if not auto:
+        base_url = str(request.base_url).rstrip("/")
+        return manual_instructions(model_id, str(services.settings.models_dir), base_url)
+    raise HTTPException(
+        status.HTTP_501_NOT_IMPLEMENTED,
+        detail=(
+            "Automatic downloads are not available in this build. Use one of the manual "
+            f"instructions: POST /api/download-model?model_id={model_id}&auto=false"
+        ),
+    )

@@ -1,0 +1,86 @@
+"""`talktuah serve` and friends; CLI messages for our errors are decided here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from .. import __version__
+from ..config import Settings
+from ..errors import InsecureConfigError
+from ..security import check_exposure, resolve_api_key, weakness
+
+app = typer.Typer(
+    name="talktuah",
+    help="Self-hosted LLM server: model lifecycle API and OpenAI-compatible proxy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (TALKTUAH_HOST, default 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TALKTUAH_PORT, default 8787)")] = None,
+) -> None:
+    """Start the API server."""
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["talktuah_host"] = host
+    if port is not None:
+        overrides["talktuah_port"] = port
+    settings = Settings(**overrides)
+    key = resolve_api_key(settings)
+    try:
+        check_exposure(settings, key)
+    except InsecureConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    _announce_key(settings, key.source, key.value)
+
+    from ..api import create_app
+    from ..services import Services
+
+    services = Services.build(settings, key)
+    console.print(
+        f"TalkTuah {__version__} on http://{settings.host}:{settings.port} "
+        f"(home {settings.home}, models {settings.models_dir})"
+    )
+    uvicorn.run(
+        create_app(services),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _announce_key(settings: Settings, source: str, value: str) -> None:
+    if source == "generated":
+        console.print(
+            f"Generated an API key and stored it in {settings.api_key_path} (mode 0600).\n"
+            f"API key: [bold]{value}[/]\n"
+            "It is shown only this once; send it as 'Authorization: Bearer <key>'."
+        )
+    elif source == "file":
+        console.print(f"Using the API key stored in {settings.api_key_path}.")
+    else:
+        console.print("Using PROXY_API_KEY from the environment.")
+        reason = weakness(value)
+        if reason is not None:
+            console.print(
+                f"[yellow]warning:[/] PROXY_API_KEY is weak ({reason}); "
+                "acceptable on loopback only."
+            )

@@ -1,0 +1,80 @@
+"""Settings, read once from the environment and an optional `.env` file.
+
+The `.env` file in the working directory is only ever read: the seed rewrote it to remember
+the active model, which made a text file the source of truth. The active model now lives in
+SQLite (`state.py`) and `DEFAULT_MODEL` only seeds the very first start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+
+
+class Settings(BaseSettings):
+    """Everything TalkTuah can be told from the outside.
+
+    Environment names are the ones users of the seed already have in their `.env` files
+    (`PROXY_API_KEY`, `HF_TOKEN`, `DEFAULT_MODEL`), plus `TALKTUAH_*` for what is new.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # Field names are the environment names (matched case-insensitively). They carry the
+    # TALKTUAH_ prefix on purpose: a field called `home` would silently read `$HOME`.
+    talktuah_home: Path = Field(default_factory=lambda: Path.home() / ".talktuah")
+    talktuah_host: str = DEFAULT_HOST
+    talktuah_port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    proxy_api_key: str = Field("", repr=False)
+    hf_token: str | None = Field(None, repr=False)
+    hf_endpoint: str | None = None
+    default_model: str | None = None
+
+    @property
+    def home(self) -> Path:
+        return self.talktuah_home
+
+    @property
+    def host(self) -> str:
+        return self.talktuah_host
+
+    @property
+    def port(self) -> int:
+        return self.talktuah_port
+
+    @property
+    def models_dir(self) -> Path:
+        """The HF hub cache (`models--org--name/...`), shared as-is with engine containers."""
+        return self.home / "models" / "hub"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def api_key_path(self) -> Path:
+        return self.home / "api_key"
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when only this machine can reach a server bound to `host`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

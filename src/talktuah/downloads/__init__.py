@@ -1,0 +1,1 @@
+"""Getting models onto the disk: instructions now, the download manager next."""

@@ -1,0 +1,126 @@
+"""The model routes, in process, against a models dir filled from the test hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from talktuah.services import Services
+
+from ..conftest import PutModel
+from ..support.fs import read_only, tree_snapshot
+from ..test_store import HOSTILE_IDS
+
+
+def test_root_lists_endpoints_including_delete(anon_client: TestClient) -> None:
+    body = anon_client.get("/").json()
+    assert body["name"] == "TalkTuah" and body["version"]
+    assert body["endpoints"]["delete_model"] == "/api/delete-model"
+
+
+def test_healthz_basic(anon_client: TestClient) -> None:
+    body = anon_client.get("/api/healthz").json()
+    assert body["status"] == "healthy"
+    assert body["details"]["database"] == "ok" and body["details"]["models_dir"] == "ok"
+    assert body["model_loaded"] is False and body["upstream_healthy"] is False
+
+
+def test_healthz_degraded_without_models_dir(anon_client: TestClient, services: Services) -> None:
+    services.store.models_dir.rmdir()
+    body = anon_client.get("/api/healthz").json()
+    assert body["status"] == "degraded" and body["details"]["models_dir"].startswith("missing")
+
+
+def test_metrics_are_prometheus_text(anon_client: TestClient) -> None:
+    anon_client.get("/")
+    text = anon_client.get("/metrics").text
+    assert "talktuah_build_info" in text
+    assert 'talktuah_http_requests_total{method="GET",route="/",status="200"}' in text
+
+
+def test_model_status_and_local_list(
+    client: TestClient, services: Services, put_model: PutModel
+) -> None:
+    empty = client.get("/api/model-status").json()
+    assert empty["models_available"] is False and empty["downloaded_models"] == []
+    assert empty["models_dir_exists"] is True and empty["current_model"] is None
+    put_model("org/alpha", seed=1)
+    services.state.active_model = "org/alpha"
+    status = client.get("/api/model-status").json()
+    assert status["downloaded_models"] == ["org/alpha"]
+    assert status["current_model"] == "org/alpha"
+    assert status["vllm_healthy"] is False and "org/alpha" in status["message"]
+    local = client.get("/api/models/local").json()
+    assert local["count"] == 1
+    (model,) = local["models"]
+    assert model["model_id"] == "org/alpha" and model["active"] and model["complete"]
+    assert model["size_bytes"] == local["total_size_bytes"] > 0
+    assert model["revisions"][0]["refs"] == ["main"]
+
+
+def test_manual_download_instructions(client: TestClient) -> None:
+    response = client.post("/api/download-model", params={"model_id": "org/name"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "manual" and body["model_id"] == "org/name"
+    steps = body["instructions"]
+    assert "/api/download-model?model_id=org/name&auto=true" in steps["api"]
+    assert steps["cli"] == "talktuah pull org/name"
+    assert steps["hf"].startswith("hf download org/name --cache-dir ")
+    assert not any(".sh" in step for step in steps.values())
+
+
+def test_delete_status_codes(client: TestClient, services: Services, put_model: PutModel) -> None:
+    put_model("org/active", seed=1)
+    put_model("org/other", seed=2)
+    services.state.active_model = "org/active"
+
+    unknown = client.delete("/api/delete-model", params={"model_id": "org/unknown"})
+    assert unknown.status_code == 404 and "org/unknown" in unknown.json()["detail"]
+
+    refused = client.delete("/api/delete-model", params={"model_id": "org/active"})
+    assert refused.status_code == 400 and "force=true" in refused.json()["detail"]
+
+    ok = client.delete("/api/delete-model", params={"model_id": "org/other"})
+    assert ok.status_code == 200
+    assert ok.json()["status"] == "deleted" and ok.json()["model_id"] == "org/other"
+
+    forced = client.delete("/api/delete-model", params={"model_id": "org/active", "force": True})
+    assert forced.status_code == 200 and forced.json()["size_mb"] >= 0
+    assert client.get("/api/models/local").json()["models"] == []
+    assert client.get("/api/model-status").json()["current_model"] is None
+
+
+def test_delete_in_read_only_models_dir_is_403(
+    client: TestClient, services: Services, put_model: PutModel
+) -> None:
+    put_model("org/locked")
+    with read_only(services.store.models_dir):
+        response = client.delete("/api/delete-model", params={"model_id": "org/locked"})
+    assert response.status_code == 403
+    assert "Permission denied" in response.json()["detail"]
+    assert [m["model_id"] for m in client.get("/api/models/local").json()["models"]] == [
+        "org/locked"
+    ]
+
+
+@pytest.mark.parametrize("model_id", HOSTILE_IDS)
+def test_hostile_ids_get_422_and_touch_nothing(
+    client: TestClient, put_model: PutModel, tmp_path: Path, model_id: str
+) -> None:
+    put_model("org/safe")
+    before = tree_snapshot(tmp_path)
+    for method, path in [("DELETE", "/api/delete-model"), ("POST", "/api/download-model")]:
+        params = {"model_id": model_id, "force": "true", "auto": "false"}
+        response = client.request(method, path, params=params)
+        assert response.status_code == 422, (method, model_id, response.text)
+        assert isinstance(response.json()["detail"], str)
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_missing_parameter_is_a_readable_422(client: TestClient) -> None:
+    response = client.delete("/api/delete-model")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "Invalid request: model_id: Field required."

@@ -1,0 +1,93 @@
+"""Fixtures that build TalkTuah around a temp TALKTUAH_HOME and start real peers."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from huggingface_hub import snapshot_download
+
+from talktuah.api import create_app
+from talktuah.config import Settings
+from talktuah.security import ApiKey
+from talktuah.services import Services
+
+from .support.hub import Hub
+
+pytest_plugins = ["tests.support.fixtures"]
+
+API_KEY = "tt-test-key-0123456789abcdefghijklmnop"
+
+_ENV_WE_READ = (
+    "TALKTUAH_HOME", "TALKTUAH_HOST", "TALKTUAH_PORT", "PROXY_API_KEY",
+    "HF_TOKEN", "HF_ENDPOINT", "DEFAULT_MODEL",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's environment, `.env` or ~/.cache/huggingface."""
+    for name in _ENV_WE_READ:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return Settings(talktuah_home=home, proxy_api_key=API_KEY)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = Services.build(settings, ApiKey(API_KEY, "env"))
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    app = create_app(services, close_on_shutdown=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anon_client(services: Services) -> Iterator[TestClient]:
+    app = create_app(services, close_on_shutdown=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def model_files(seed: int = 0, weights_size: int = 4096) -> dict[str, bytes]:
+    """A small repo shaped like a model: config, an LFS weights file, a README."""
+    rng = random.Random(seed)
+    return {
+        "config.json": json.dumps({"model_type": "llama", "seed": seed}).encode(),
+        "model.safetensors": rng.randbytes(weights_size),
+        "README.md": f"# test model {seed}\n".encode(),
+    }
+
+
+PutModel = Callable[..., Path]
+
+
+@pytest.fixture
+def put_model(hub: Hub, settings: Settings) -> PutModel:
+    """Publish a repo on the test hub and pull it into the models dir with huggingface_hub."""
+
+    def put(model_id: str, files: dict[str, bytes] | None = None, seed: int = 0) -> Path:
+        hub.add_repo(model_id, files if files is not None else model_files(seed))
+        return Path(snapshot_download(model_id, cache_dir=settings.models_dir, endpoint=hub.url))
+
+    return put
