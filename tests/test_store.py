@@ -15,7 +15,7 @@ from talktuah.errors import (
     StoragePermissionError,
 )
 from talktuah.services import Services
-from talktuah.store import ModelStore, validate_model_id
+from talktuah.store import validate_model_id
 
 from .conftest import PutModel, model_files
 from .support.fs import read_only, tree_snapshot
@@ -130,12 +130,9 @@ def test_delete_active_needs_force_and_then_clears_it(
 
 def test_delete_while_downloading_is_refused(services: Services, put_model: PutModel) -> None:
     put_model("org/busy")
-    store = ModelStore(
-        services.store.models_dir,
-        services.state,
-        active_download=lambda m: "job-7" if m == "org/busy" else None,
-    )
-    with pytest.raises(ModelBusyError, match="DELETE /api/downloads/job-7"):
+    store = services.store
+    job = store.jobs.insert(store.jobs.new("org/busy", "main"))
+    with pytest.raises(ModelBusyError, match=f"DELETE /api/downloads/{job.id}"):
         store.delete("org/busy")
     assert store.exists("org/busy")
     assert not store.list()[0].complete, "a model being downloaded is not complete"

@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     hf_endpoint: str | None = None
     default_model: str | None = None
 
+    # Downloads (see downloads/manager.py for why each exists).
+    download_workers: int = Field(2, ge=1, le=16)
+    download_retries: int = Field(5, ge=0, le=50)
+    download_backoff_seconds: float = Field(1.0, ge=0)
+    download_backoff_max_seconds: float = Field(30.0, ge=0)
+    download_stall_timeout: float = Field(30.0, gt=0)
+    download_chunk_bytes: int = Field(1024 * 1024, ge=1024)
+    download_disk_margin_bytes: int = Field(512 * 1024 * 1024, ge=0)
+    download_progress_interval: float = Field(0.5, gt=0)
+    download_callback_retries: int = Field(3, ge=0, le=10)
+
     @property
     def home(self) -> Path:
         return self.talktuah_home

@@ -4,9 +4,16 @@
 TalkTuahError
 ├── InvalidModelIdError        a repo id we refuse to touch            -> 422
 ├── ModelNotFoundError         not in the models dir                   -> 404
+│   └── HubNotFoundError       no such repo / revision on the Hub      -> 404
+├── JobNotFoundError           no download job with that id            -> 404
 ├── ModelInUseError            the active model, delete without force  -> 400
 ├── ModelBusyError             a download of it is running             -> 409
 ├── StoragePermissionError     the models dir cannot be written        -> 403
+├── HubAccessError             gated or private, token missing/denied  -> 403
+├── HubUnavailableError        the Hub failed after retries            -> 502
+├── InsufficientStorageError   the model does not fit on the disk      -> 507
+├── DownloadError              a transfer failed for good (job error)
+│   └── IntegrityError         a file's sha256 differs from the Hub's
 └── InsecureConfigError        refusing to serve with a weak key       (CLI only)
 ```
 
@@ -42,3 +49,31 @@ class StoragePermissionError(TalkTuahError, PermissionError):
 
 class InsecureConfigError(TalkTuahError):
     """The configuration would expose the API with a guessable key."""
+
+
+class HubNotFoundError(ModelNotFoundError):
+    """The Hub has no such repo, revision or file (or hides a private one from us)."""
+
+
+class JobNotFoundError(TalkTuahError, LookupError):
+    """No download job has this id."""
+
+
+class HubAccessError(TalkTuahError):
+    """The repo is gated or private and our token does not open it."""
+
+
+class HubUnavailableError(TalkTuahError):
+    """The Hub kept failing (5xx, resets, timeouts) after every retry."""
+
+
+class InsufficientStorageError(TalkTuahError, OSError):
+    """Not enough free space in the models dir for what a download still needs."""
+
+
+class DownloadError(TalkTuahError):
+    """A download failed for a reason retrying will not fix."""
+
+
+class IntegrityError(DownloadError):
+    """Downloaded bytes do not match the sha256 the Hub published for them."""

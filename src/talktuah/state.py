@@ -21,7 +21,46 @@ def _m001_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
-MIGRATIONS: list[Migration] = [_m001_meta]
+def _m002_download_jobs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE download_jobs (
+            id TEXT PRIMARY KEY,
+            model_id TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            commit_hash TEXT,
+            allow_patterns TEXT,
+            ignore_patterns TEXT,
+            status TEXT NOT NULL,
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            bytes_total INTEGER,
+            files_done INTEGER NOT NULL DEFAULT 0,
+            files_total INTEGER,
+            files TEXT,
+            verified TEXT,
+            speed_bps REAL,
+            eta_seconds REAL,
+            activate INTEGER NOT NULL DEFAULT 0,
+            callback_url TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            updated_at TEXT NOT NULL,
+            completed_at TEXT
+        )
+        """
+    )
+    # At most one live job per model: the database itself refuses a duplicate, so twenty
+    # simultaneous requests cannot create two jobs whatever the threads do.
+    db.execute(
+        "CREATE UNIQUE INDEX one_live_job_per_model ON download_jobs(model_id) "
+        "WHERE status IN ('queued', 'downloading')"
+    )
+    db.execute("CREATE INDEX download_jobs_by_created ON download_jobs(created_at)")
+
+
+MIGRATIONS: list[Migration] = [_m001_meta, _m002_download_jobs]
 
 ACTIVE_MODEL = "active_model"
 DEFAULT_MODEL_SEEDED = "default_model_seeded"
@@ -82,11 +121,13 @@ class StateDB:
                 raise
             self._db.execute("COMMIT")
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+    def query(
+        self, sql: str, params: tuple[object, ...] | dict[str, object] = ()
+    ) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def execute(self, sql: str, params: tuple[object, ...] = ()) -> int:
+    def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> int:
         """Run one statement in autocommit mode; returns the number of rows changed."""
         with self._lock:
             return self._db.execute(sql, params).rowcount

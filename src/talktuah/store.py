@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from huggingface_hub import CachedRepoInfo, CachedRevisionInfo, HFCacheInfo, sca
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .downloads.jobs import JobStatus, JobStore
 from .errors import (
     InvalidModelIdError,
     ModelBusyError,
@@ -30,9 +30,6 @@ from .errors import (
 from .state import StateDB
 
 logger = logging.getLogger(__name__)
-
-# Given a model id, the id of the download job that is writing it, if any.
-ActiveDownloadLookup = Callable[[str], str | None]
 
 MAX_MODEL_ID_LENGTH = 96  # the Hub's own limit, also enforced by validate_repo_id
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -108,22 +105,22 @@ class DeletedModel:
         return round(self.size_bytes / (1024 * 1024), 1)
 
 
-def _no_active_download(model_id: str) -> str | None:
-    return None
-
-
 class ModelStore:
-    """List and delete models in the cache; knows which one is active from the state DB."""
+    """List and delete models in the cache.
 
-    def __init__(
-        self,
-        models_dir: Path,
-        state: StateDB,
-        active_download: ActiveDownloadLookup = _no_active_download,
-    ) -> None:
+    The state DB says which model is active and which download jobs exist: a model being
+    downloaded cannot be deleted, and a snapshot is complete only when it holds every file
+    its latest job planned.
+    """
+
+    def __init__(self, models_dir: Path, state: StateDB) -> None:
         self.models_dir = models_dir
         self.state = state
-        self.active_download = active_download
+        self.jobs = JobStore(state)
+
+    def active_download(self, model_id: str) -> str | None:
+        job = self.jobs.live_for(model_id)
+        return job.id if job is not None else None
 
     def ensure_dir(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -233,11 +230,19 @@ class ModelStore:
 
     def _describe(self, repo: CachedRepoInfo, active: str | None) -> LocalModel:
         has_partial = any((repo.repo_path / "blobs").glob("*.incomplete"))
-        downloading = self.active_download(repo.repo_id) is not None
-        revisions = [
-            self._describe_revision(rev, partial=has_partial or downloading)
-            for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
-        ]
+        job = self.jobs.latest_for(repo.repo_id)
+        downloading = job is not None and job.status.live
+        revisions = []
+        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            # A revision our last job for this model targeted is complete only if that job
+            # completed (files verified) and every file it planned is still there.
+            expected: set[str] | None = set()
+            if job is not None and job.commit_hash == rev.commit_hash:
+                ok = job.status == JobStatus.COMPLETE
+                expected = {f.path for f in job.files} if ok else None
+            revisions.append(
+                self._describe_revision(rev, partial=has_partial or downloading, expected=expected)
+            )
         return LocalModel(
             model_id=repo.repo_id,
             size_bytes=repo.size_on_disk,
@@ -248,7 +253,9 @@ class ModelStore:
             path=str(repo.repo_path),
         )
 
-    def _describe_revision(self, rev: CachedRevisionInfo, *, partial: bool) -> LocalRevision:
+    def _describe_revision(
+        self, rev: CachedRevisionInfo, *, partial: bool, expected: set[str] | None
+    ) -> LocalRevision:
         files = sorted(f.file_path.relative_to(rev.snapshot_path).as_posix() for f in rev.files)
         return LocalRevision(
             commit_hash=rev.commit_hash,
@@ -256,7 +263,11 @@ class ModelStore:
             size_bytes=rev.size_on_disk,
             files=files,
             last_modified=_iso(rev.last_modified),
-            complete=bool(files) and not partial and _shards_present(rev.snapshot_path, files),
+            complete=bool(files)
+            and not partial
+            and expected is not None
+            and expected <= set(files)
+            and _shards_present(rev.snapshot_path, files),
         )
 
 

@@ -59,13 +59,18 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def hub(tmp_path: Path, hf_cache: Path) -> Iterator[Hub]:
-    """A started test hub rooted in ``tmp_path``; stopped (promptly) at teardown."""
+    """A started test hub rooted in ``tmp_path``; stopped (promptly) at teardown.
+
+    Teardown fails the test if the hub itself crashed on a request (a hub bug must not pass
+    as a client-side failure the test happened to expect).
+    """
     server = Hub(tmp_path / "test-hub")
     server.start()
     try:
         yield server
     finally:
         server.stop()
+    assert not server.internal_errors, "test hub crashed:\n" + "\n".join(server.internal_errors)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ import random
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -404,6 +405,8 @@ class Hub:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._stopping = threading.Event()
+        self.internal_errors: list[str] = []
+        """Tracebacks of hub bugs (answered as 500); a test can assert this stays empty."""
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -662,13 +665,13 @@ class Hub:
             self._inflight += 1
         try:
             body = self._read_request_body(h)
+            self._classify(ctx, raw_segments)
             if self.faults.hangup:
                 ctx.dropped = True
                 self._hang_up(h)
                 return
             if self.faults.down:
                 raise _Error(self.faults.down_status, None, "Hub is down (test fault)")
-            self._classify(ctx, raw_segments)
             rule = self.faults._take("fail", ctx.method, ctx.url_path, ctx.path, False)
             if rule is not None:
                 raise _Error(rule.status, None, f"Injected {rule.status} (test fault)")
@@ -677,9 +680,16 @@ class Hub:
             self._send_error(ctx, err)
         except _Dropped:
             ctx.dropped = True
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
+        except OSError:  # the client hung up (or timed out) mid-response
             ctx.dropped = True
             h.close_connection = True
+        except Exception:  # a bug in the hub: answer 500 and keep it visible to the test
+            self.internal_errors.append(traceback.format_exc())
+            if ctx.status == 0:
+                self._send_error(ctx, _Error(500, None, "test hub internal error"))
+            else:
+                self._hang_up(h)
+                ctx.dropped = True
         finally:
             self._record(ctx)
 
@@ -950,8 +960,8 @@ class Hub:
 
     def _serve_cdn(self, ctx: _Ctx) -> None:
         digest = ctx.url_path.rsplit("/", 1)[-1]
-        repo_id = (ctx.params.get("repo") or [None])[0]
-        path = (ctx.params.get("path") or [None])[0]
+        repo_id = ctx.params.get("repo", [None])[-1]
+        path = ctx.params.get("path", [None])[-1]
         ctx.repo_id, ctx.path = repo_id, path
         blob = self.root / "blobs" / digest
         if len(digest) != 64 or not blob.is_file():
@@ -964,8 +974,6 @@ class Hub:
         h = ctx.handler
         size = f.size
         rng = _parse_range(h.headers.get("Range"), size)
-        if rng == "invalid":
-            raise _Error(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"})
         start, end = rng if rng is not None else (0, size - 1)
         length = max(0, end - start + 1)
         status = 206 if rng is not None else 200
@@ -1102,28 +1110,29 @@ def _all_dirs(files: dict[str, HubFile]) -> set[str]:
     return dirs
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """Parse a single ``bytes=`` range. ``None`` = no/ignored range, ``"invalid"`` = 416."""
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Parse a single ``bytes=`` range; ``None`` = no (or ignored) range, 416 if unsatisfiable."""
     if not header:
         return None
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None  # multi-range / other units: serve the whole thing, as many servers do
+    unsatisfiable = _Error(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"})
     first, sep, last = spec.strip().partition("-")
-    if not sep:
-        return "invalid"
     try:
+        if not sep:
+            raise ValueError(spec)
         if first == "":
             n = int(last)
-            if n <= 0:
-                return "invalid"
+            if n <= 0 or size == 0:
+                raise unsatisfiable
             return (max(0, size - n), size - 1)
         start = int(first)
         end = int(last) if last else size - 1
     except ValueError:
-        return "invalid"
+        raise unsatisfiable from None
     if start >= size or end < start:
-        return "invalid"
+        raise unsatisfiable
     return (start, min(end, size - 1))
 
 

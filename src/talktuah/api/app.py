@@ -13,7 +13,7 @@ from ..metrics import Metrics
 from ..services import Services
 from .auth import AuthDep
 from .errors import install_error_handlers
-from .routers import meta, models
+from .routers import downloads, meta, models
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
 # viewers are public too: they describe the API but hold no data, and a browser opening
@@ -25,6 +25,7 @@ DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.jso
 def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.start()
         yield
         if close_on_shutdown:
             services.close()
@@ -42,6 +43,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(models.router, dependencies=[AuthDep])
+    app.include_router(downloads.router, dependencies=[AuthDep])
     _install_metrics_middleware(app)
     return app
 

@@ -7,7 +7,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..errors import (
+    HubAccessError,
+    HubUnavailableError,
+    InsufficientStorageError,
     InvalidModelIdError,
+    JobNotFoundError,
     ModelBusyError,
     ModelInUseError,
     ModelNotFoundError,
@@ -21,6 +25,10 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     ModelInUseError: status.HTTP_400_BAD_REQUEST,
     ModelBusyError: status.HTTP_409_CONFLICT,
     StoragePermissionError: status.HTTP_403_FORBIDDEN,
+    JobNotFoundError: status.HTTP_404_NOT_FOUND,
+    HubAccessError: status.HTTP_403_FORBIDDEN,
+    HubUnavailableError: status.HTTP_502_BAD_GATEWAY,
+    InsufficientStorageError: status.HTTP_507_INSUFFICIENT_STORAGE,
 }
 
 

@@ -17,6 +17,7 @@ router = APIRouter(tags=["meta"])
 ENDPOINTS = {
     "download_model": "/api/download-model",
     "download_progress": "/api/download-progress",
+    "downloads": "/api/downloads",
     "delete_model": "/api/delete-model",
     "model_status": "/api/model-status",
     "models_local": "/api/models/local",

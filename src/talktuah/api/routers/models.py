@@ -1,14 +1,12 @@
-"""The model store over HTTP: status, local list, delete, and download requests."""
+"""The model store over HTTP: status, local list and delete."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query
 
-from ...downloads.instructions import manual_instructions
-from ...store import validate_model_id
 from ..deps import ServicesDep, StoreDep
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -66,23 +64,3 @@ def delete_model(
         "size_bytes": deleted.size_bytes,
         "message": message,
     }
-
-
-@router.post("/download-model")
-def download_model(
-    request: Request,
-    services: ServicesDep,
-    model_id: str = ModelIdQuery,
-    auto: bool = Query(False, description="Download now (true) or return instructions"),
-) -> dict[str, Any]:
-    validate_model_id(model_id)
-    if not auto:
-        base_url = str(request.base_url).rstrip("/")
-        return manual_instructions(model_id, str(services.settings.models_dir), base_url)
-    raise HTTPException(
-        status.HTTP_501_NOT_IMPLEMENTED,
-        detail=(
-            "Automatic downloads are not available in this build. Use one of the manual "
-            f"instructions: POST /api/download-model?model_id={model_id}&auto=false"
-        ),
-    )

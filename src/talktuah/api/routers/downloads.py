@@ -1,0 +1,165 @@
+"""Download requests, progress (polled or streamed as SSE), listing and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ...downloads.instructions import manual_instructions
+from ...downloads.jobs import DownloadJob
+from ...downloads.manager import DownloadRequest
+from ...store import validate_model_id
+from ..deps import ServicesDep
+
+router = APIRouter(prefix="/api", tags=["downloads"])
+
+IDLE = {
+    "status": "idle", "progress": 0, "model": None, "model_id": None, "job_id": None,
+    "error": None, "started_at": None, "completed_at": None, "bytes_done": 0,
+    "bytes_total": None, "speed_bps": None, "eta_seconds": None, "files_done": 0,
+    "files_total": None,
+}  # fmt: skip
+
+EVENT_POLL_SECONDS = 0.25
+
+
+def _patterns(values: list[str] | None) -> list[str] | None:
+    """Accept `?allow_patterns=a&allow_patterns=b` and `?allow_patterns=a,b` (n8n style)."""
+    if not values:
+        return None
+    parts = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    return parts or None
+
+
+def _check_callback(url: str | None) -> None:
+    if url is None:
+        return
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"callback_url {url!r} is not an http(s) URL, e.g. "
+            "http://n8n:5678/webhook/talktuah.",
+        )
+
+
+@router.post("/download-model")
+def download_model(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    model_id: Annotated[str, Query(description="Hugging Face repo id, e.g. org/name")],
+    auto: Annotated[bool, Query(description="Download now, or return instructions")] = False,
+    revision: Annotated[str, Query(description="Branch, tag or commit sha")] = "main",
+    allow_patterns: Annotated[list[str] | None, Query(description="Globs to fetch")] = None,
+    ignore_patterns: Annotated[list[str] | None, Query(description="Globs to skip")] = None,
+    activate: Annotated[bool, Query(description="Make it active when complete")] = False,
+    callback_url: Annotated[str | None, Query(description="Gets the final job JSON")] = None,
+) -> dict[str, Any]:
+    validate_model_id(model_id)
+    if not auto:
+        base_url = str(request.base_url).rstrip("/")
+        return manual_instructions(model_id, str(services.settings.models_dir), base_url)
+    _check_callback(callback_url)
+    outcome = services.downloads.request(
+        DownloadRequest(
+            model_id=model_id,
+            revision=revision,
+            allow_patterns=_patterns(allow_patterns),
+            ignore_patterns=_patterns(ignore_patterns),
+            activate=activate,
+            callback_url=callback_url,
+        )
+    )
+    if outcome.already_complete:
+        if activate:
+            services.state.active_model = model_id
+        return {
+            "status": "complete",
+            "message": f"{model_id} is already downloaded; nothing to do.",
+            "model_id": model_id,
+            "job_id": None,
+            "info": "GET /api/models/local lists it.",
+        }
+    job = outcome.job
+    assert job is not None
+    progress_url = f"/api/download-progress?job_id={job.id}"
+    if outcome.created:
+        response.status_code = status.HTTP_202_ACCEPTED
+        message = f"Download queued for {model_id}"
+    else:
+        message = f"{model_id} is already being downloaded (job {job.id})"
+    return job.to_api() | {
+        "message": message,
+        "info": f"Poll {progress_url} or stream /api/downloads/{job.id}/events.",
+    }
+
+
+@router.get("/download-progress")
+def download_progress(
+    services: ServicesDep,
+    job_id: str | None = Query(None),
+    model_id: str | None = Query(None),
+) -> dict[str, Any]:
+    """One job's progress; without an id, the most recent job (the seed's single slot)."""
+    jobs = services.downloads.jobs
+    job: DownloadJob | None
+    if job_id is not None:
+        job = jobs.get(job_id)
+    elif model_id is not None:
+        validate_model_id(model_id)
+        job = jobs.latest_for(model_id)
+    else:
+        job = jobs.latest()
+    return job.to_api() if job is not None else dict(IDLE)
+
+
+@router.get("/downloads")
+def list_downloads(services: ServicesDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    jobs = services.downloads.jobs.recent(limit=limit)
+    return {"downloads": [j.to_api() for j in jobs], "count": len(jobs)}
+
+
+@router.get("/downloads/{job_id}")
+def get_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
+    return services.downloads.get(job_id).to_api()
+
+
+@router.delete("/downloads/{job_id}")
+def cancel_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
+    job = services.downloads.cancel(job_id)
+    if job.status.live:
+        message = "Cancelling; the transfer stops within seconds."
+    else:
+        message = f"Job {job.id} is {job.status}."
+    return job.to_api() | {"message": message}
+
+
+@router.get("/downloads/{job_id}/events")
+async def download_events(
+    request: Request, services: ServicesDep, job_id: str
+) -> EventSourceResponse:
+    """Server-sent events: one `progress` event per change, closed when the job ends."""
+    first = await run_in_threadpool(services.downloads.get, job_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        job = first
+        last: tuple[Any, ...] | None = None
+        while True:
+            key = (job.status, job.bytes_done, job.files_done, job.error)
+            if key != last:
+                last = key
+                yield ServerSentEvent(data=json.dumps(job.to_api()), event="progress")
+            if not job.status.live or await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENT_POLL_SECONDS)
+            job = await run_in_threadpool(services.downloads.get, job_id)
+
+    return EventSourceResponse(events(), ping=15)

@@ -1,0 +1,238 @@
+"""Download jobs as rows in SQLite, so a crash or a restart loses none of them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from ..errors import JobNotFoundError
+from ..state import StateDB
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    COMPLETE = "complete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def live(self) -> bool:
+        return self in (JobStatus.QUEUED, JobStatus.DOWNLOADING)
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file a job must produce, with what the Hub told us it should be."""
+
+    path: str
+    size: int
+    sha256: str | None  # LFS files only: regular git files carry a sha1 of a git blob
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class DownloadJob:
+    id: str
+    model_id: str
+    revision: str
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    commit_hash: str | None = None
+    allow_patterns: list[str] | None = None
+    ignore_patterns: list[str] | None = None
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    files_done: int = 0
+    files_total: int | None = None
+    files: list[PlannedFile] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)
+    speed_bps: float | None = None
+    eta_seconds: float | None = None
+    activate: bool = False
+    callback_url: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    @property
+    def progress(self) -> int:
+        """Percent from bytes; 100 only once the job is complete (verification included)."""
+        if self.status == JobStatus.COMPLETE:
+            return 100
+        if not self.bytes_total:
+            return 0
+        return min(99, self.bytes_done * 100 // self.bytes_total)
+
+    def to_api(self) -> dict[str, Any]:
+        """The job as clients see it: the seed's progress fields plus ours."""
+        return {
+            "job_id": self.id,
+            "status": str(self.status),
+            "progress": self.progress,
+            "model": self.model_id,
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "commit_hash": self.commit_hash,
+            "error": self.error,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "files_done": self.files_done,
+            "files_total": self.files_total,
+            "speed_bps": round(self.speed_bps, 1) if self.speed_bps is not None else None,
+            "eta_seconds": round(self.eta_seconds, 1) if self.eta_seconds is not None else None,
+            "allow_patterns": self.allow_patterns,
+            "ignore_patterns": self.ignore_patterns,
+            "activate": self.activate,
+            "callback_url": self.callback_url,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "completed_at": self.completed_at,
+        }
+
+
+_JSON_COLUMNS = ("allow_patterns", "ignore_patterns", "files", "verified")
+_COLUMNS = (
+    "id", "model_id", "revision", "commit_hash", "allow_patterns", "ignore_patterns", "status",
+    "bytes_done", "bytes_total", "files_done", "files_total", "files", "verified", "speed_bps",
+    "eta_seconds", "activate", "callback_url", "error", "attempts", "created_at", "started_at",
+    "updated_at", "completed_at",
+)  # fmt: skip
+
+
+def _to_row(job: DownloadJob) -> dict[str, Any]:
+    row = asdict(job)
+    row["status"] = str(job.status)
+    row["activate"] = int(job.activate)
+    for column in _JSON_COLUMNS:
+        row[column] = json.dumps(row[column]) if row[column] is not None else None
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> DownloadJob:
+    data = {key: row[key] for key in row.keys()}
+    for column in _JSON_COLUMNS:
+        data[column] = json.loads(data[column]) if data[column] is not None else None
+    data["files"] = [PlannedFile(**f) for f in data["files"] or []]
+    data["verified"] = data["verified"] or []
+    data["status"] = JobStatus(data["status"])
+    data["activate"] = bool(data["activate"])
+    return DownloadJob(**data)
+
+
+class LiveJobExists(Exception):
+    """Raised by `JobStore.insert` when the model already has a queued or running job."""
+
+    def __init__(self, job: DownloadJob) -> None:
+        super().__init__(job.id)
+        self.job = job
+
+
+class JobStore:
+    def __init__(self, state: StateDB) -> None:
+        self.state = state
+
+    def new(
+        self,
+        model_id: str,
+        revision: str,
+        *,
+        allow_patterns: list[str] | None = None,
+        ignore_patterns: list[str] | None = None,
+        activate: bool = False,
+        callback_url: str | None = None,
+    ) -> DownloadJob:
+        stamp = now_iso()
+        return DownloadJob(
+            id=uuid.uuid4().hex[:12],
+            model_id=model_id,
+            revision=revision,
+            status=JobStatus.QUEUED,
+            created_at=stamp,
+            updated_at=stamp,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            activate=activate,
+            callback_url=callback_url,
+        )
+
+    def insert(self, job: DownloadJob) -> DownloadJob:
+        """Store a new job, or raise LiveJobExists with the job already running for the model."""
+        row = _to_row(job)
+        placeholders = ", ".join(f":{c}" for c in _COLUMNS)
+        try:
+            self.state.execute(
+                f"INSERT INTO download_jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                row,
+            )
+        except sqlite3.IntegrityError:
+            live = self.live_for(job.model_id)
+            if live is None:  # it finished between our insert and this read: try again
+                return self.insert(job)
+            raise LiveJobExists(live) from None
+        return job
+
+    def save(self, job: DownloadJob) -> None:
+        job.updated_at = now_iso()
+        row = _to_row(job)
+        assignments = ", ".join(f"{c} = :{c}" for c in _COLUMNS if c != "id")
+        self.state.execute(
+            f"UPDATE download_jobs SET {assignments} WHERE id = :id",
+            row,
+        )
+
+    def get(self, job_id: str) -> DownloadJob:
+        rows = self.state.query("SELECT * FROM download_jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFoundError(
+                f"No download job {job_id!r}. GET /api/downloads lists the known jobs."
+            )
+        return _from_row(rows[0])
+
+    def live_for(self, model_id: str) -> DownloadJob | None:
+        rows = self.state.query(
+            "SELECT * FROM download_jobs "
+            "WHERE model_id = ? AND status IN ('queued', 'downloading')",
+            (model_id,),
+        )
+        return _from_row(rows[0]) if rows else None
+
+    def latest_for(self, model_id: str) -> DownloadJob | None:
+        rows = self.state.query(
+            "SELECT * FROM download_jobs WHERE model_id = ? ORDER BY created_at DESC, rowid DESC "
+            "LIMIT 1",
+            (model_id,),
+        )
+        return _from_row(rows[0]) if rows else None
+
+    def latest(self) -> DownloadJob | None:
+        rows = self.state.query(
+            "SELECT * FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )
+        return _from_row(rows[0]) if rows else None
+
+    def recent(self, limit: int = 100) -> list[DownloadJob]:
+        rows = self.state.query(
+            "SELECT * FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+        return [_from_row(r) for r in rows]
+
+    def unfinished(self) -> list[DownloadJob]:
+        """Jobs a previous process left queued or running, oldest first."""
+        rows = self.state.query(
+            "SELECT * FROM download_jobs WHERE status IN ('queued', 'downloading') "
+            "ORDER BY created_at, rowid"
+        )
+        return [_from_row(r) for r in rows]

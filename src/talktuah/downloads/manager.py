@@ -1,0 +1,275 @@
+"""The download manager: jobs in SQLite, a bounded pool of worker threads, resume on start.
+
+Threads, not asyncio tasks: `hf_hub_download` is blocking, and a thread per transfer keeps
+the event loop free for the API (the seed ran the whole download inside the request's event
+loop as a fire-and-forget task, and lost it on restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import huggingface_hub.constants as hf_constants
+from huggingface_hub import scan_cache_dir
+
+from ..config import Settings
+from ..errors import TalkTuahError
+from ..state import StateDB
+from ..store import ModelStore, validate_model_id
+from .callbacks import CallbackSender
+from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
+from .plan import check_disk_space, plan_download
+from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
+from .worker import JobRunner, RetryPolicy, make_api
+
+logger = logging.getLogger(__name__)
+
+_STOP = "__stop__"
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    model_id: str
+    revision: str = "main"
+    allow_patterns: list[str] | None = None
+    ignore_patterns: list[str] | None = None
+    activate: bool = False
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What a download request led to: a new job, the running one, or nothing to do."""
+
+    job: DownloadJob | None
+    created: bool
+    already_complete: bool = False
+
+
+def configure_library(settings: Settings) -> None:
+    """Process-wide huggingface_hub knobs TalkTuah depends on.
+
+    - The read timeout is our stall watchdog: a transfer that receives no byte for
+      `download_stall_timeout` seconds raises, and the library resumes it with a Range
+      request (up to 5 times) before our own retries take over.
+    - A smaller chunk than the library's 10 MiB makes progress (and cancellation) responsive.
+    - Xet transfers report progress through several bars of their own; plain HTTP, which the
+      Hub serves for every file, gives exact per-file bytes.
+    """
+    hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = int(max(1, settings.download_stall_timeout))
+    hf_constants.DOWNLOAD_CHUNK_SIZE = settings.download_chunk_bytes
+    hf_constants.HF_HUB_DISABLE_XET = True
+
+
+class DownloadManager:
+    def __init__(self, settings: Settings, state: StateDB, store: ModelStore) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.jobs = JobStore(state)
+        self.callbacks = CallbackSender(retries=settings.download_callback_retries)
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._cancels: dict[str, threading.Event] = {}
+        self._cancels_lock = threading.Lock()
+        self._shutdown = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._policy = RetryPolicy(
+            retries=settings.download_retries,
+            backoff=settings.download_backoff_seconds,
+            backoff_max=settings.download_backoff_max_seconds,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Re-queue what an earlier process left unfinished, then start the workers."""
+        configure_library(self.settings)
+        unfinished = self.jobs.unfinished()
+        self._remove_orphaned_partials({job.model_id for job in self.jobs.recent(limit=10_000)})
+        for job in unfinished:
+            if job.status == JobStatus.DOWNLOADING:
+                job.status = JobStatus.QUEUED
+                job.error = None
+                self.jobs.save(job)
+            logger.info("resuming download job %s (%s)", job.id, job.model_id)
+            self._enqueue(job.id)
+        for index in range(self.settings.download_workers):
+            thread = threading.Thread(
+                target=self._work, name=f"talktuah-download-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Interrupt running transfers; their jobs stay queued and resume on the next start."""
+        self._shutdown.set()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.callbacks.close(timeout)
+
+    def _remove_orphaned_partials(self, model_ids: set[str]) -> None:
+        """Delete `.incomplete` files that died with an earlier process.
+
+        huggingface_hub names them `<etag>.<uuid>.incomplete`, unique per process, and never
+        reuses them, so after a restart they can only waste disk. Only models TalkTuah has
+        jobs for are touched: another tool may be downloading into the same cache.
+        """
+        if not self.store.models_dir.is_dir():
+            return
+        for partial in scan_cache_dir(self.store.models_dir).incomplete_files:
+            repo_dir = partial.file_path.parent.parent.name
+            if any(repo_dir == "models--" + m.replace("/", "--") for m in model_ids):
+                logger.info("removing orphaned partial download %s", partial.file_path)
+                partial.file_path.unlink(missing_ok=True)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(self, req: DownloadRequest) -> RequestOutcome:
+        """Deduplicate, plan against the Hub, check the disk, then queue a job.
+
+        Planning happens here, in the caller's thread, so an unknown repo, a gated one or a
+        full disk is answered at once instead of surfacing later as a failed job.
+        """
+        validate_model_id(req.model_id)
+        live = self.jobs.live_for(req.model_id)
+        if live is not None:
+            return RequestOutcome(job=live, created=False)
+        if self._complete_on_disk(req):
+            return RequestOutcome(job=None, created=False, already_complete=True)
+        api = make_api(self.settings.hf_endpoint, self.settings.hf_token)
+        plan = plan_download(
+            api, req.model_id, req.revision, self.store.models_dir,
+            allow_patterns=req.allow_patterns, ignore_patterns=req.ignore_patterns,
+        )  # fmt: skip
+        check_disk_space(
+            plan, req.model_id, self.store.models_dir, self.settings.download_disk_margin_bytes
+        )
+        job = self.jobs.new(
+            req.model_id, req.revision,
+            allow_patterns=req.allow_patterns, ignore_patterns=req.ignore_patterns,
+            activate=req.activate, callback_url=req.callback_url,
+        )  # fmt: skip
+        job.commit_hash = plan.commit_hash
+        job.files = plan.files
+        job.files_total = len(plan.files)
+        job.bytes_total = plan.bytes_total
+        try:
+            self.jobs.insert(job)
+        except LiveJobExists as exists:
+            return RequestOutcome(job=exists.job, created=False)
+        self._enqueue(job.id)
+        return RequestOutcome(job=job, created=True)
+
+    def _complete_on_disk(self, req: DownloadRequest) -> bool:
+        """True when the requested revision is already here in full: no Hub call needed."""
+        if req.allow_patterns or req.ignore_patterns:
+            return False  # which files the patterns select is only known to the Hub
+        try:
+            model = self.store.get(req.model_id)
+        except TalkTuahError:
+            return False
+        return any(
+            rev.complete and (req.revision in rev.refs or req.revision == rev.commit_hash)
+            for rev in model.revisions
+        )
+
+    def cancel(self, job_id: str) -> DownloadJob:
+        job = self.jobs.get(job_id)
+        if not job.status.live:
+            return job
+        with self._cancels_lock:
+            event = self._cancels.get(job_id)
+            if event is not None:
+                event.set()
+            elif job.status == JobStatus.QUEUED:
+                job.status = JobStatus.CANCELLED
+                job.completed_at = now_iso()
+                self.jobs.save(job)
+                self._finished(job)
+                return job
+        # A running job: its worker notices within one chunk (or one stall timeout).
+        return self.jobs.get(job_id)
+
+    def get(self, job_id: str) -> DownloadJob:
+        return self.jobs.get(job_id)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _enqueue(self, job_id: str) -> None:
+        self._queue.put(job_id)
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id == _STOP or self._shutdown.is_set():
+                return
+            try:
+                self._run(job_id)
+            except Exception:  # a bug in one job must not kill the worker thread
+                logger.exception("download job %s crashed", job_id)
+
+    def _run(self, job_id: str) -> None:
+        cancel = threading.Event()
+        with self._cancels_lock:
+            job = self.jobs.get(job_id)
+            if job.status != JobStatus.QUEUED:
+                return  # cancelled while it waited
+            self._cancels[job_id] = cancel
+        job.status = JobStatus.DOWNLOADING
+        job.started_at = job.started_at or now_iso()
+        job.attempts += 1
+        job.error = None
+        self.jobs.save(job)
+        progress = JobProgress(
+            job, self.jobs.save,
+            interval=self.settings.download_progress_interval,
+            cancel=cancel, shutdown=self._shutdown,
+        )  # fmt: skip
+        runner = JobRunner(
+            job=job, models_dir=self.store.models_dir, endpoint=self.settings.hf_endpoint,
+            token=self.settings.hf_token, policy=self._policy,
+            stall_timeout=self.settings.download_stall_timeout, progress=progress,
+            cancel=cancel, persist=self.jobs.save,
+        )  # fmt: skip
+        try:
+            runner.run()
+        except DownloadCancelled:
+            job.status = JobStatus.CANCELLED
+            job.error = None
+        except DownloadInterrupted:
+            job.status = JobStatus.QUEUED  # picked up again by the next start
+            job.error = None
+        except TalkTuahError as exc:
+            job.status = JobStatus.ERROR
+            job.error = str(exc)
+        except Exception as exc:
+            logger.exception("download job %s failed", job_id)
+            job.status = JobStatus.ERROR
+            job.error = f"Unexpected {type(exc).__name__}: {exc}"
+        else:
+            job.status = JobStatus.COMPLETE
+            job.error = None
+            job.bytes_done = job.bytes_total or job.bytes_done
+            job.files_done = job.files_total or job.files_done
+            job.eta_seconds = 0
+        finally:
+            with self._cancels_lock:
+                self._cancels.pop(job_id, None)
+        if job.status != JobStatus.QUEUED:
+            job.completed_at = now_iso()
+        self.jobs.save(job)
+        if job.status == JobStatus.COMPLETE and job.activate:
+            self.state.active_model = job.model_id
+        if job.status != JobStatus.QUEUED:
+            self._finished(job)
+
+    def _finished(self, job: DownloadJob) -> None:
+        logger.info("download job %s (%s) ended: %s", job.id, job.model_id, job.status)
+        if job.callback_url:
+            self.callbacks.send(job.callback_url, job.to_api())

@@ -1,0 +1,141 @@
+"""Before a byte moves: what to fetch, what is already here, and whether it fits.
+
+One `model_info(files_metadata=True)` call gives every file's size and, for LFS files, the
+sha256 we verify against afterwards; the commit sha it returns pins the whole job to one
+revision even if the branch moves while we download.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import HfApi, try_to_load_from_cache
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import filter_repo_objects
+
+from ..errors import (
+    HubAccessError,
+    HubNotFoundError,
+    HubUnavailableError,
+    InsufficientStorageError,
+)
+from .jobs import PlannedFile
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    commit_hash: str
+    files: list[PlannedFile]
+    cached: frozenset[str]
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def bytes_cached(self) -> int:
+        return sum(f.size for f in self.files if f.path in self.cached)
+
+    @property
+    def bytes_needed(self) -> int:
+        return self.bytes_total - self.bytes_cached
+
+
+def plan_download(
+    api: HfApi,
+    model_id: str,
+    revision: str,
+    cache_dir: Path,
+    *,
+    allow_patterns: list[str] | None = None,
+    ignore_patterns: list[str] | None = None,
+) -> DownloadPlan:
+    """Ask the Hub for the file list; raise our errors with the fix in the message."""
+    try:
+        info = api.model_info(model_id, revision=revision, files_metadata=True)
+    except GatedRepoError as exc:
+        raise HubAccessError(
+            f"{model_id} is gated. Accept its licence at https://huggingface.co/{model_id} "
+            "with your account, then set HF_TOKEN to a token of that account and restart "
+            "TalkTuah."
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise HubNotFoundError(
+            f"Revision {revision!r} of {model_id} does not exist on the Hub. "
+            "Use a branch, tag or commit sha listed on the model page (default: main)."
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise HubNotFoundError(
+            f"{model_id} was not found on the Hub. Check the spelling (ids are "
+            "case-sensitive); if it is private, set HF_TOKEN to a token with access."
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise HubUnavailableError(
+            f"The Hub did not answer the file list for {model_id}: {exc}. "
+            "Retry later, or set HF_ENDPOINT to a reachable mirror."
+        ) from exc
+    if not info.sha or info.siblings is None:
+        raise HubUnavailableError(
+            f"The Hub's answer for {model_id} lacks a commit sha or file list; "
+            "is HF_ENDPOINT pointing at a Hugging Face compatible server?"
+        )
+    siblings = list(
+        filter_repo_objects(
+            info.siblings,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            key=lambda s: s.rfilename,
+        )
+    )
+    if not siblings:
+        raise HubNotFoundError(
+            f"No file of {model_id}@{revision} matches allow_patterns={allow_patterns} / "
+            f"ignore_patterns={ignore_patterns}. Loosen the patterns."
+        )
+    files = [
+        PlannedFile(
+            path=s.rfilename,
+            size=int(s.size or 0),
+            sha256=s.lfs.sha256 if s.lfs is not None else None,
+        )
+        for s in siblings
+    ]
+    cached = frozenset(
+        f.path
+        for f in files
+        if isinstance(
+            try_to_load_from_cache(model_id, f.path, cache_dir=cache_dir, revision=info.sha),
+            str,
+        )
+    )
+    return DownloadPlan(commit_hash=info.sha, files=files, cached=cached)
+
+
+def check_disk_space(plan: DownloadPlan, model_id: str, models_dir: Path, margin: int) -> None:
+    """Fail before downloading rather than on the last shard of a 100 GB model."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(models_dir).free
+    need = plan.bytes_needed + margin
+    if need > free:
+        raise InsufficientStorageError(
+            f"Not enough disk space for {model_id}: it needs {_human(plan.bytes_needed)} "
+            f"(+{_human(margin)} margin) but {models_dir} has {_human(free)} free. "
+            "Free space (DELETE /api/delete-model), download fewer files with "
+            "allow_patterns, or point TALKTUAH_HOME at a larger disk."
+        )
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} TB"

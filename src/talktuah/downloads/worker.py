@@ -1,0 +1,261 @@
+"""Run one download job: file by file through `hf_hub_download`, retried, verified.
+
+Going file by file (rather than one `snapshot_download`) is what lets us skip files that are
+already complete after a crash, retry one file without restarting the others, and verify each
+LFS file's sha256 as soon as it lands. The library still does the transfer, the cache layout,
+the locking and the atomic move into `blobs/`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from huggingface_hub import HfApi, hf_hub_download, scan_cache_dir, try_to_load_from_cache
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from ..errors import (
+    DownloadError,
+    HubAccessError,
+    HubNotFoundError,
+    HubUnavailableError,
+    IntegrityError,
+)
+from .jobs import DownloadJob, PlannedFile
+from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
+
+logger = logging.getLogger(__name__)
+
+_HASH_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int
+    backoff: float
+    backoff_max: float
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter (attempt 1 waits up to `backoff` seconds)."""
+        ceiling = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth another try: the network or the Hub hiccuped, nothing was wrong with us."""
+    if isinstance(exc, LocalEntryNotFoundError):
+        # hf_hub_download's HEAD failed (connection refused, timeout) and nothing is cached.
+        return True
+    if isinstance(exc, (RepositoryNotFoundError, GatedRepoError, EntryNotFoundError)):
+        return False
+    if isinstance(exc, RevisionNotFoundError):
+        return False
+    if isinstance(exc, HfHubHTTPError):
+        response = getattr(exc, "response", None)
+        code = getattr(response, "status_code", None)
+        return code is None or code >= 500 or code in (408, 429)
+    if isinstance(exc, (httpx.TransportError, TimeoutError, ConnectionError)):
+        return True
+    if type(exc).__module__.startswith("httpx"):  # huggingface_hub's own httpx fork
+        return True
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return True  # a connection dropped and the body came up short
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class JobRunner:
+    """Everything one job needs, passed in: the manager owns threads, this owns one transfer."""
+
+    def __init__(
+        self,
+        *,
+        job: DownloadJob,
+        models_dir: Path,
+        endpoint: str | None,
+        token: str | None,
+        policy: RetryPolicy,
+        stall_timeout: float,
+        progress: JobProgress,
+        cancel: threading.Event,
+        persist: Callable[[DownloadJob], None],
+    ) -> None:
+        self.job = job
+        self.models_dir = models_dir
+        self.endpoint = endpoint
+        self.token = token
+        self.policy = policy
+        self.stall_timeout = stall_timeout
+        self.progress = progress
+        self.cancel = cancel
+        self.persist = persist
+
+    def run(self) -> None:
+        job = self.job
+        assert job.commit_hash is not None, "jobs are planned before they run"
+        cached = {f.path for f in job.files if self._cached_path(f) is not None}
+        job.files_done = len(cached)
+        self.progress.start(sum(f.size for f in job.files if f.path in cached))
+        for planned in job.files:
+            self.progress.check()
+            if planned.path not in cached:
+                self._fetch(planned)
+                self.progress.file_settled(planned.size)
+            if planned.path not in job.verified:
+                self._verify(planned)
+                job.verified.append(planned.path)
+                self.persist(job)
+        self._record_ref()
+
+    def _cached_path(self, planned: PlannedFile) -> Path | None:
+        found = try_to_load_from_cache(
+            self.job.model_id, planned.path, cache_dir=self.models_dir,
+            revision=self.job.commit_hash,
+        )  # fmt: skip
+        return Path(found) if isinstance(found, str) else None
+
+    def _fetch(self, planned: PlannedFile) -> None:
+        job = self.job
+        last: BaseException | None = None
+        for attempt in range(1, self.policy.retries + 2):
+            self.progress.check()
+            try:
+                hf_hub_download(
+                    job.model_id,
+                    planned.path,
+                    revision=job.commit_hash,
+                    cache_dir=self.models_dir,
+                    endpoint=self.endpoint,
+                    token=self.token or False,
+                    etag_timeout=self.stall_timeout,
+                    tqdm_class=self.progress.bar_class(),
+                )
+                return
+            except (DownloadCancelled, DownloadInterrupted):
+                raise
+            except LocalEntryNotFoundError as exc:
+                last = exc  # the HEAD request failed: the Hub is unreachable right now
+            except GatedRepoError as exc:
+                raise HubAccessError(
+                    f"{job.model_id} is gated: set HF_TOKEN and accept the licence at "
+                    f"https://huggingface.co/{job.model_id}, then retry."
+                ) from exc
+            except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+                raise HubNotFoundError(
+                    f"{job.model_id}@{job.revision}: {planned.path} is no longer on the Hub "
+                    f"({_describe(exc)}). Request the download again to re-plan it."
+                ) from exc
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise DownloadError(
+                        f"The disk filled up while writing {planned.path} of {job.model_id}. "
+                        "Free space in the models dir and request the download again."
+                    ) from exc
+                if not is_transient(exc):
+                    raise DownloadError(f"{planned.path}: {_describe(exc)}") from exc
+                last = exc
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise DownloadError(f"{planned.path}: {_describe(exc)}") from exc
+                last = exc
+            self.progress.file_restarted()
+            if attempt > self.policy.retries:
+                break
+            delay = self.policy.delay(attempt)
+            logger.warning(
+                "job %s: %s failed (%s); retry %d/%d in %.1fs",
+                job.id, planned.path, _describe(last), attempt, self.policy.retries, delay,
+            )  # fmt: skip
+            job.error = f"retrying after: {_describe(last)}"
+            self.persist(job)
+            if self.cancel.wait(delay):
+                self.progress.check()
+        raise HubUnavailableError(
+            f"Gave up on {planned.path} of {job.model_id} after {self.policy.retries + 1} "
+            f"attempts; last error: {_describe(last) if last else 'unknown'}. Check the "
+            "network or HF_ENDPOINT, then request the download again: finished files are kept."
+        )
+
+    def _verify(self, planned: PlannedFile) -> None:
+        path = self._cached_path(planned)
+        if path is None:
+            raise IntegrityError(f"{planned.path} vanished from the cache after download.")
+        size = path.stat().st_size
+        problem = None
+        if size != planned.size:
+            problem = f"size {size} bytes, the Hub says {planned.size}"
+        elif planned.sha256 is not None:
+            digest = self._sha256(path)
+            if digest != planned.sha256:
+                problem = f"sha256 {digest}, the Hub says {planned.sha256}"
+        if problem is None:
+            return
+        self._remove_file(planned)
+        raise IntegrityError(
+            f"{planned.path} of {self.job.model_id} is corrupt ({problem}); the bad file was "
+            "removed. Request the download again; if this repeats, the copy on the Hub or a "
+            "proxy in between is damaged."
+        )
+
+    def _sha256(self, path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(_HASH_BLOCK):
+                self.progress.check()
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _remove_file(self, planned: PlannedFile) -> None:
+        """Drop one snapshot entry (and its blob) through the library's delete strategy."""
+        info = scan_cache_dir(self.models_dir)
+        for repo in info.repos:
+            if repo.repo_id != self.job.model_id or repo.repo_type != "model":
+                continue
+            for rev in repo.revisions:
+                if rev.commit_hash != self.job.commit_hash:
+                    continue
+                doomed = [
+                    f for f in rev.files
+                    if f.file_path.relative_to(rev.snapshot_path).as_posix() == planned.path
+                ]  # fmt: skip
+                info.delete_files(*doomed).execute()
+
+    def _record_ref(self) -> None:
+        """Point `refs/<branch>` at the commit we pinned, as snapshot_download would.
+
+        We download by commit sha (so a branch moving mid-job cannot mix two commits), and the
+        library records refs only for downloads made by branch name. Engines load models
+        offline by name (`org/model` means `main`), so the ref must exist. The library has
+        no public call for this; its helper keeps the ref write atomic and in its layout.
+        """
+        from huggingface_hub.file_download import (
+            _cache_commit_hash_for_specific_revision,
+            repo_folder_name,
+        )
+
+        job = self.job
+        assert job.commit_hash is not None
+        storage = self.models_dir / repo_folder_name(repo_id=job.model_id, repo_type="model")
+        _cache_commit_hash_for_specific_revision(str(storage), job.revision, job.commit_hash)
+
+
+def make_api(endpoint: str | None, token: str | None) -> HfApi:
+    return HfApi(endpoint=endpoint, token=token or False)
