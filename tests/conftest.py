@@ -45,7 +45,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(home: Path) -> Settings:
-    return Settings(talktuah_home=home, proxy_api_key=API_KEY)
+    return Settings(home=home, proxy_api_key=API_KEY)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 def test_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TALKTUAH_PORT", "9000")
-    assert Settings(talktuah_port=9100).port == 9100
+    assert Settings(port=9100).port == 9100
 
 
 def test_dotenv_is_read_and_left_untouched(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_dotenv_is_read_and_left_untouched(tmp_path: Path) -> None:
 
 def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TALKTUAH_PORT", "70000")
-    with pytest.raises(ValueError, match="(?i)talktuah_port"):
+    with pytest.raises(ValueError, match="port"):
         Settings()
 
 
@@ -69,3 +69,9 @@ def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 )  # fmt: skip
 def test_loopback_detection(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_download_settings_use_the_talktuah_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALKTUAH_DOWNLOAD_WORKERS", "3")
+    monkeypatch.setenv("DOWNLOAD_WORKERS", "9")
+    assert Settings().download_workers == 3

@@ -24,21 +24,25 @@ class Settings(BaseSettings):
     (`PROXY_API_KEY`, `HF_TOKEN`, `DEFAULT_MODEL`), plus `TALKTUAH_*` for what is new.
     """
 
+    # Our own settings are TALKTUAH_<FIELD> (TALKTUAH_HOME, TALKTUAH_DOWNLOAD_WORKERS, ...).
+    # The four names the seed's users already have keep their names through aliases, which
+    # equal the field names, so accepting field names in the constructor (`Settings(home=...)`)
+    # can never make a generic variable such as `$HOME` leak in.
     model_config = SettingsConfigDict(
+        env_prefix="TALKTUAH_",
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        populate_by_name=True,
     )
 
-    # Field names are the environment names (matched case-insensitively). They carry the
-    # TALKTUAH_ prefix on purpose: a field called `home` would silently read `$HOME`.
-    talktuah_home: Path = Field(default_factory=lambda: Path.home() / ".talktuah")
-    talktuah_host: str = DEFAULT_HOST
-    talktuah_port: int = Field(DEFAULT_PORT, ge=1, le=65535)
-    proxy_api_key: str = Field("", repr=False)
-    hf_token: str | None = Field(None, repr=False)
-    hf_endpoint: str | None = None
-    default_model: str | None = None
+    home: Path = Field(default_factory=lambda: Path.home() / ".talktuah")
+    host: str = DEFAULT_HOST
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    proxy_api_key: str = Field("", validation_alias="PROXY_API_KEY", repr=False)
+    hf_token: str | None = Field(None, validation_alias="HF_TOKEN", repr=False)
+    hf_endpoint: str | None = Field(None, validation_alias="HF_ENDPOINT")
+    default_model: str | None = Field(None, validation_alias="DEFAULT_MODEL")
 
     # Downloads (see downloads/manager.py for why each exists).
     download_workers: int = Field(2, ge=1, le=16)
@@ -50,18 +54,6 @@ class Settings(BaseSettings):
     download_disk_margin_bytes: int = Field(512 * 1024 * 1024, ge=0)
     download_progress_interval: float = Field(0.5, gt=0)
     download_callback_retries: int = Field(3, ge=0, le=10)
-
-    @property
-    def home(self) -> Path:
-        return self.talktuah_home
-
-    @property
-    def host(self) -> str:
-        return self.talktuah_host
-
-    @property
-    def port(self) -> int:
-        return self.talktuah_port
 
     @property
     def models_dir(self) -> Path:

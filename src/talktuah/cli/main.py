@@ -38,9 +38,9 @@ def serve(
     """Start the API server."""
     overrides: dict[str, Any] = {}
     if host is not None:
-        overrides["talktuah_host"] = host
+        overrides["host"] = host
     if port is not None:
-        overrides["talktuah_port"] = port
+        overrides["port"] = port
     settings = Settings(**overrides)
     key = resolve_api_key(settings)
     try:
