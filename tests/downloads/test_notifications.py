@@ -1,0 +1,102 @@
+"""How clients learn about progress without polling: SSE events and the callback POST."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ..support.hub import Hub, make_files
+from ..support.server import free_port
+from .conftest import WaitFor, start_download
+
+
+class Receiver:
+    """A webhook endpoint (what an n8n Webhook node is) that records every POST."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    webhook = Receiver()
+    yield webhook
+    webhook.stop()
+
+
+def test_sse_streams_progress_and_closes_at_the_end(client: TestClient, hub: Hub) -> None:
+    hub.add_repo("org/sse", make_files(n_files=2, size=150_000, seed=31))
+    hub.faults.throttle_bps = 600_000
+    job = start_download(client, "org/sse")
+    events: list[dict[str, Any]] = []
+    kinds: list[str] = []
+    with client.stream("GET", f"/api/downloads/{job['job_id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kinds.append(line.split(":", 1)[1].strip())
+            elif line.startswith("data:"):
+                events.append(json.loads(line.split(":", 1)[1]))
+    assert set(kinds) == {"progress"}
+    assert len(events) >= 4
+    assert events[-1]["status"] == "complete" and events[-1]["progress"] == 100
+    downloading = [e["bytes_done"] for e in events if e["status"] == "downloading"]
+    assert len(set(downloading)) >= 3 and downloading == sorted(downloading)
+    keys = [(e["status"], e["bytes_done"], e["files_done"]) for e in events]
+    assert len(keys) == len(set(keys)), "one event per change, no repeats"
+
+
+def test_callback_gets_one_post_with_the_final_job(
+    client: TestClient, hub: Hub, receiver: Receiver, wait_for: WaitFor
+) -> None:
+    hub.add_repo("org/hook", make_files(n_files=1, size=5_000, seed=32))
+    job = start_download(client, "org/hook", callback_url=receiver.url)
+    final = wait_for(job["job_id"])
+    deadline = time.monotonic() + 5
+    while not receiver.posts and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a second POST, if any were sent, would have arrived by now
+    assert len(receiver.posts) == 1
+    (post,) = receiver.posts
+    assert post["job_id"] == job["job_id"] and post["status"] == "complete"
+    assert post["bytes_done"] == final["bytes_total"]
+
+
+def test_a_failing_callback_never_fails_the_job(
+    client: TestClient, hub: Hub, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.add_repo("org/nohook", make_files(n_files=1, size=5_000, seed=33))
+    dead = f"http://127.0.0.1:{free_port()}/webhook"
+    job = start_download(client, "org/nohook", callback_url=dead)
+    assert wait_for(job["job_id"])["status"] == "complete"
+    deadline = time.monotonic() + 10
+    while "callback for job" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"callback for job {job['job_id']} to {dead} failed after 2 attempts" in caplog.text
