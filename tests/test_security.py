@@ -52,9 +52,7 @@ def test_weak_key_beyond_loopback_is_refused(home: Path, key: str) -> None:
 
 
 def test_weak_key_on_loopback_and_strong_key_anywhere_are_accepted(home: Path) -> None:
-    check_exposure(
-        Settings(home=home, host="127.0.0.1"), ApiKey("changeme", "env")
-    )
+    check_exposure(Settings(home=home, host="127.0.0.1"), ApiKey("changeme", "env"))
     strong = ApiKey("x7Fq-2kLp9Zr4Wv8Yt3Nb6Hc", "env")
     check_exposure(Settings(home=home, host="0.0.0.0"), strong)
 
