@@ -75,3 +75,10 @@ def test_download_settings_use_the_talktuah_prefix(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TALKTUAH_DOWNLOAD_WORKERS", "3")
     monkeypatch.setenv("DOWNLOAD_WORKERS", "9")
     assert Settings().download_workers == 3
+
+
+def test_server_url_for_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().server_url == "http://127.0.0.1:8787"
+    assert Settings(host="0.0.0.0", port=9000).server_url == "http://127.0.0.1:9000"
+    monkeypatch.setenv("TALKTUAH_URL", "http://gpu-box:8787/")
+    assert Settings().server_url == "http://gpu-box:8787"

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     hf_token: str | None = Field(None, validation_alias="HF_TOKEN", repr=False)
     hf_endpoint: str | None = Field(None, validation_alias="HF_ENDPOINT")
     default_model: str | None = Field(None, validation_alias="DEFAULT_MODEL")
+    url: str | None = None  # TALKTUAH_URL: where the CLI finds the server
 
     # Downloads (see downloads/manager.py for why each exists).
     download_workers: int = Field(2, ge=1, le=16)
@@ -54,6 +55,14 @@ class Settings(BaseSettings):
     download_disk_margin_bytes: int = Field(512 * 1024 * 1024, ge=0)
     download_progress_interval: float = Field(0.5, gt=0)
     download_callback_retries: int = Field(3, ge=0, le=10)
+
+    @property
+    def server_url(self) -> str:
+        """The URL CLI commands call: TALKTUAH_URL, else this machine's host and port."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def models_dir(self) -> Path:
