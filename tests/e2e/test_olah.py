@@ -175,3 +175,36 @@ def test_snapshot_download_through_olah_offline(
     assert repo.nb_files == len(olah_server.files)
     assert repo.size_on_disk == sum(len(d) for d in olah_server.files.values())
     assert [r.commit_hash for r in repo.revisions] == [olah_server.commit]
+
+
+@pytest.mark.timeout(120)
+def test_talktuah_downloads_through_olah(olah_server: OlahServer, tmp_path: Path) -> None:
+    """The same pull through TalkTuah's download manager: plan, transfer, verify, list."""
+    from talktuah.config import Settings
+    from talktuah.downloads.manager import DownloadRequest
+    from talktuah.security import ApiKey
+    from talktuah.services import Services
+
+    settings = Settings(
+        home=tmp_path / "home", hf_endpoint=olah_server.url, download_disk_margin_bytes=0
+    )
+    services = Services.build(settings, ApiKey("k" * 32, "env"))
+    services.start()
+    try:
+        outcome = services.downloads.request(DownloadRequest(REPO_ID))
+        assert outcome.job is not None
+        deadline = time.monotonic() + 60
+        job = outcome.job
+        while job.status.live and time.monotonic() < deadline:
+            time.sleep(0.05)
+            job = services.downloads.get(job.id)
+        log = _log_tail(olah_server.log_path)
+        assert job.status == "complete", f"{job.error}\n{log}"
+        assert job.bytes_done == job.bytes_total == sum(len(d) for d in olah_server.files.values())
+        (model,) = services.store.list()
+        assert model.model_id == REPO_ID and model.complete
+        snapshot = Path(model.path) / "snapshots" / olah_server.commit
+        for name, data in olah_server.files.items():
+            assert (snapshot / name).read_bytes() == data, name
+    finally:
+        services.close()

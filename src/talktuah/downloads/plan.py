@@ -11,13 +11,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import HfApi, try_to_load_from_cache
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.hf_api import RepoSibling
 from huggingface_hub.utils import filter_repo_objects
 
 from ..errors import (
@@ -102,7 +103,7 @@ def plan_download(
     files = [
         PlannedFile(
             path=s.rfilename,
-            size=int(s.size or 0),
+            size=s.size if s.size is not None else _size_from_head(api, model_id, info.sha, s),
             sha256=s.lfs.sha256 if s.lfs is not None else None,
         )
         for s in siblings
@@ -116,6 +117,24 @@ def plan_download(
         )
     )
     return DownloadPlan(commit_hash=info.sha, files=files, cached=cached)
+
+
+def _size_from_head(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> int:
+    """Some Hub-compatible servers (olah, for one) list files without sizes: ask per file."""
+    url = hf_hub_url(model_id, sibling.rfilename, revision=commit, endpoint=api.endpoint)
+    try:
+        size = get_hf_file_metadata(url, token=api.token).size
+    except HfHubHTTPError as exc:
+        raise HubUnavailableError(
+            f"Could not learn the size of {sibling.rfilename} in {model_id}: {exc}. Retry later."
+        ) from exc
+    if size is None:
+        raise HubUnavailableError(
+            f"The Hub reports no size for {sibling.rfilename} in {model_id}; without it the "
+            "download cannot be planned or verified. Is HF_ENDPOINT a Hugging Face compatible "
+            "server?"
+        )
+    return size
 
 
 def check_disk_space(plan: DownloadPlan, model_id: str, models_dir: Path, margin: int) -> None:
