@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,33 @@ class Settings(BaseSettings):
     download_progress_interval: float = Field(0.5, gt=0)
     download_callback_retries: int = Field(3, ge=0, le=10)
 
+    # The inference engine (engine/): which driver, and its knobs.
+    engine: Literal["transformers", "vllm", "docker", "external"] = "transformers"
+    engine_url: str | None = None  # TALKTUAH_ENGINE_URL, for the external driver
+    engine_host: str = "127.0.0.1"
+    engine_port: int = Field(0, ge=0, le=65535)  # 0: a free port
+    engine_start_timeout: float = Field(600.0, gt=0)
+    engine_stop_timeout: float = Field(15.0, gt=0)
+    engine_health_interval: float = Field(2.0, gt=0)
+    engine_restart_limit: int = Field(5, ge=0)
+    engine_restart_backoff: float = Field(2.0, ge=0)
+    engine_extra_args: list[str] = Field(default_factory=list)  # JSON list in the environment
+    engine_device: str = "auto"
+    engine_dtype: str = "auto"
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_pipeline_parallel_size: int = Field(1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    vllm_max_model_len: int | None = Field(None, ge=1)
+    vllm_distributed_executor_backend: str | None = None  # "ray" for multi-node
+    docker_image: str = "vllm/vllm-openai:latest"
+    docker_container_name: str = "talktuah-engine"
+    docker_gpus: str = "all"  # "all", a count, or "none"
+    docker_shm_size: str = "8g"
+
+    # The proxy in front of the engine.
+    proxy_load_wait: float = Field(30.0, ge=0)  # how long a request waits for a loading engine
+    proxy_timeout: float = Field(600.0, gt=0)  # upstream read timeout
+
     @property
     def server_url(self) -> str:
         """The URL CLI commands call: TALKTUAH_URL, else this machine's host and port."""
@@ -72,6 +100,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "state.db"
+
+    @property
+    def engine_dir(self) -> Path:
+        """Engine logs, the engine pidfile, and the engine's own HF_HOME."""
+        return self.home / "engine"
 
     @property
     def api_key_path(self) -> Path:

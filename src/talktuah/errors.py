@@ -14,6 +14,13 @@ TalkTuahError
 ├── InsufficientStorageError   the model does not fit on the disk      -> 507
 ├── DownloadError              a transfer failed for good (job error)
 │   └── IntegrityError         a file's sha256 differs from the Hub's
+├── ModelNotReadyError         switch to a model still downloading     -> 409
+├── SwitchInProgressError      a switch is already running             -> 409
+├── EngineError                the engine cannot be started            -> 500
+├── EngineUnavailableError     the engine is down                      -> 502
+├── EngineLoadingError         still loading after the wait            -> 503
+├── EngineTimeoutError         the engine did not answer in time       -> 504
+├── ModelNotServedError        a request names another model           -> 404
 └── InsecureConfigError        refusing to serve with a weak key       (CLI only)
 ```
 
@@ -77,3 +84,35 @@ class DownloadError(TalkTuahError):
 
 class IntegrityError(DownloadError):
     """Downloaded bytes do not match the sha256 the Hub published for them."""
+
+
+class ModelNotReadyError(TalkTuahError):
+    """The model is on disk but not complete (still downloading, or a failed download)."""
+
+
+class SwitchInProgressError(TalkTuahError):
+    """Another switch is running; one at a time."""
+
+
+class EngineError(TalkTuahError):
+    """The engine could not be started as configured."""
+
+
+class EngineUnavailableError(TalkTuahError):
+    """No engine is serving (stopped, failed, or not reachable)."""
+
+
+class EngineLoadingError(TalkTuahError):
+    """The engine is still loading a model; retry after a while."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineTimeoutError(TalkTuahError):
+    """The engine accepted the request but did not answer in time."""
+
+
+class ModelNotServedError(ModelNotFoundError):
+    """The request names a model that is not the one being served."""

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from .config import Settings
 from .downloads.manager import DownloadManager
+from .engine.drivers import make_driver
+from .engine.supervisor import EngineSupervisor
+from .proxy import EngineProxy
 from .security import ApiKey
 from .state import StateDB
 from .store import ModelStore
@@ -22,6 +25,8 @@ class Services:
     state: StateDB
     store: ModelStore
     downloads: DownloadManager
+    engine: EngineSupervisor
+    proxy: EngineProxy
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -33,15 +38,32 @@ class Services:
         store = ModelStore(settings.models_dir, state)
         store.ensure_dir()
         downloads = DownloadManager(settings, state, store)
-        return cls(
-            settings=settings, api_key=api_key, state=state, store=store, downloads=downloads
+        engine = EngineSupervisor(settings, state, store, make_driver(settings))
+        services = cls(
+            settings=settings,
+            api_key=api_key,
+            state=state,
+            store=store,
+            downloads=downloads,
+            engine=engine,
+            proxy=EngineProxy(settings, engine),
         )
+        downloads.on_activate = services.activate
+        return services
+
+    def activate(self, model_id: str) -> None:
+        """Make `model_id` the served model: a switch when TalkTuah runs the engine."""
+        if self.engine.driver.manages_models:
+            self.engine.switch(model_id)
+        else:
+            self.state.active_model = model_id
 
     def start(self) -> None:
-        """Start background work (download workers, resuming unfinished jobs). Idempotent."""
+        """Start background work: download workers (resuming jobs), the engine. Idempotent."""
         if not self._started:
             self._started = True
             self.downloads.start()
+            self.engine.start()
 
     def close(self) -> None:
         if self._closed:
@@ -49,4 +71,5 @@ class Services:
         self._closed = True
         if self._started:
             self.downloads.stop()
+            self.engine.stop()
         self.state.close()

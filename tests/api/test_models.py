@@ -20,10 +20,12 @@ def test_root_lists_endpoints_including_delete(anon_client: TestClient) -> None:
     assert body["endpoints"]["delete_model"] == "/api/delete-model"
 
 
-def test_healthz_basic(anon_client: TestClient) -> None:
+def test_healthz_without_an_engine_is_degraded(anon_client: TestClient) -> None:
+    """No model active: the database and disk are fine, but nothing can answer chats."""
     body = anon_client.get("/api/healthz").json()
-    assert body["status"] == "healthy"
+    assert body["status"] == "degraded"
     assert body["details"]["database"] == "ok" and body["details"]["models_dir"] == "ok"
+    assert body["details"]["engine"].startswith("transformers: stopped")
     assert body["model_loaded"] is False and body["upstream_healthy"] is False
 
 

@@ -30,6 +30,11 @@ def settings(home: Path, hub: Hub) -> Settings:
         download_disk_margin_bytes=0,
         download_progress_interval=0.05,
         download_callback_retries=1,
+        # The weights served here are random bytes no engine could load: downloads are tested
+        # against an external engine nobody runs, so activate=true only marks the model active.
+        # Activation that really loads a model is tested with the engine (tests/e2e).
+        engine="external",
+        engine_url="http://127.0.0.1:9",
     )
 
 

@@ -17,7 +17,13 @@ from ..support.server import TalkTuahProcess, free_port
 
 @pytest.fixture
 def server(home: Path, hub: Hub) -> Iterator[TalkTuahProcess]:
-    proc = TalkTuahProcess(home, api_key=API_KEY, env={"HF_ENDPOINT": hub.url})
+    # Random-byte weights cannot be loaded: an external engine makes --activate a state change.
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "TALKTUAH_ENGINE": "external",
+        "TALKTUAH_ENGINE_URL": "http://127.0.0.1:9",
+    }
+    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
     proc.start()
     yield proc
     proc.stop()

@@ -13,7 +13,7 @@ from ..metrics import Metrics
 from ..services import Services
 from .auth import AuthDep
 from .errors import install_error_handlers
-from .routers import downloads, meta, models
+from .routers import downloads, engine, meta, models, openai
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
 # viewers are public too: they describe the API but hold no data, and a browser opening
@@ -27,6 +27,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.start()
         yield
+        await services.proxy.close()
         if close_on_shutdown:
             services.close()
 
@@ -44,6 +45,8 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(meta.router)
     app.include_router(models.router, dependencies=[AuthDep])
     app.include_router(downloads.router, dependencies=[AuthDep])
+    app.include_router(engine.router, dependencies=[AuthDep])
+    app.include_router(openai.router, dependencies=[AuthDep])
     _install_metrics_middleware(app)
     return app
 

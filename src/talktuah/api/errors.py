@@ -7,6 +7,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..errors import (
+    EngineError,
+    EngineLoadingError,
+    EngineTimeoutError,
+    EngineUnavailableError,
     HubAccessError,
     HubUnavailableError,
     InsufficientStorageError,
@@ -15,9 +19,12 @@ from ..errors import (
     ModelBusyError,
     ModelInUseError,
     ModelNotFoundError,
+    ModelNotReadyError,
     StoragePermissionError,
+    SwitchInProgressError,
     TalkTuahError,
 )
+from ..proxy import BadRequestError
 
 STATUS_FOR: dict[type[TalkTuahError], int] = {
     InvalidModelIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -29,6 +36,12 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     HubAccessError: status.HTTP_403_FORBIDDEN,
     HubUnavailableError: status.HTTP_502_BAD_GATEWAY,
     InsufficientStorageError: status.HTTP_507_INSUFFICIENT_STORAGE,
+    ModelNotReadyError: status.HTTP_409_CONFLICT,
+    SwitchInProgressError: status.HTTP_409_CONFLICT,
+    EngineError: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    EngineUnavailableError: status.HTTP_502_BAD_GATEWAY,
+    EngineLoadingError: status.HTTP_503_SERVICE_UNAVAILABLE,
+    EngineTimeoutError: status.HTTP_504_GATEWAY_TIMEOUT,
 }
 
 
@@ -40,8 +53,24 @@ def status_for(exc: TalkTuahError) -> int:
 
 
 async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
+    """`{"detail": ...}` for everyone; OpenAI-style `error` too on the OpenAI surface."""
     assert isinstance(exc, TalkTuahError)
-    return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
+    code = status_for(exc)
+    body: dict[str, object] = {"detail": str(exc)}
+    if request.url.path.startswith("/v1/"):
+        body["error"] = {"message": str(exc), "type": type(exc).__name__, "code": code}
+    headers = {}
+    if isinstance(exc, EngineLoadingError):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(body, status_code=code, headers=headers)
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    message = str(exc)
+    return JSONResponse(
+        {"detail": message, "error": {"message": message, "type": "invalid_request", "code": 400}},
+        status_code=status.HTTP_400_BAD_REQUEST,
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -60,3 +89,4 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TalkTuahError, _talktuah_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BadRequestError, _bad_request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import huggingface_hub.constants as hf_constants
@@ -76,6 +77,9 @@ class DownloadManager:
         self._cancels_lock = threading.Lock()
         self._shutdown = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Called with the model id when a job with activate=true completes; Services points it
+        # at the engine supervisor so the model is loaded, not just marked active.
+        self.on_activate: Callable[[str], None] = self._mark_active
         self._policy = RetryPolicy(
             retries=settings.download_retries,
             backoff=settings.download_backoff_seconds,
@@ -127,6 +131,9 @@ class DownloadManager:
             if any(repo_dir == "models--" + m.replace("/", "--") for m in model_ids):
                 logger.info("removing orphaned partial download %s", partial.file_path)
                 partial.file_path.unlink(missing_ok=True)
+
+    def _mark_active(self, model_id: str) -> None:
+        self.state.active_model = model_id
 
     # -- requests --------------------------------------------------------------------------
 
@@ -265,7 +272,10 @@ class DownloadManager:
             job.completed_at = now_iso()
         self.jobs.save(job)
         if job.status == JobStatus.COMPLETE and job.activate:
-            self.state.active_model = job.model_id
+            try:
+                self.on_activate(job.model_id)
+            except TalkTuahError as exc:
+                logger.error("could not activate %s after its download: %s", job.model_id, exc)
         if job.status != JobStatus.QUEUED:
             self._finished(job)
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from huggingface_hub import HfApi, hf_hub_download, scan_cache_dir, try_to_load_from_cache
+from huggingface_hub import (
+    HfApi,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    scan_cache_dir,
+    try_to_load_from_cache,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -78,6 +85,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
+    """One line naming the real cause: the library wraps a 503 or a refused connection in
+    `LocalEntryNotFoundError`, whose own text says only that the file could not be found."""
+    if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -138,6 +149,7 @@ class JobRunner:
         for attempt in range(1, self.policy.retries + 2):
             self.progress.check()
             try:
+                self._probe(planned)
                 hf_hub_download(
                     job.model_id,
                     planned.path,
@@ -193,6 +205,18 @@ class JobRunner:
             f"attempts; last error: {_describe(last) if last else 'unknown'}. Check the "
             "network or HF_ENDPOINT, then request the download again: finished files are kept."
         )
+
+    def _probe(self, planned: PlannedFile) -> None:
+        """One HEAD without retries before handing the file to the library.
+
+        When the Hub fails a HEAD and nothing is cached, `hf_hub_download` retries it on its
+        own for ~23 s (5 tries, 1-8 s apart) whatever our settings say, and a cancel waits
+        that long. Failing fast here keeps retries, backoff and cancellation ours.
+        """
+        url = hf_hub_url(
+            self.job.model_id, planned.path, revision=self.job.commit_hash, endpoint=self.endpoint
+        )
+        get_hf_file_metadata(url, token=self.token or False, timeout=self.stall_timeout)
 
     def _verify(self, planned: PlannedFile) -> None:
         path = self._cached_path(planned)

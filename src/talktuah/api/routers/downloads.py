@@ -80,7 +80,7 @@ def download_model(
     )
     if outcome.already_complete:
         if activate:
-            services.state.active_model = model_id
+            services.activate(model_id)
         return {
             "status": "complete",
             "message": f"{model_id} is already downloaded; nothing to do.",

@@ -23,6 +23,11 @@ ENDPOINTS = {
     "models_local": "/api/models/local",
     "health": "/api/healthz",
     "metrics": "/metrics",
+    "switch_model": "/api/switch-model",
+    "model_loading_status": "/api/model-loading-status",
+    "chat": "/api/chat",
+    "models": "/api/models",
+    "openai": "/v1",
     "docs": "/docs",
 }
 
@@ -34,7 +39,7 @@ def root() -> dict[str, Any]:
 
 @router.get("/api/healthz")
 def healthz(services: ServicesDep) -> JSONResponse:
-    """Database and models dir; the engine joins these checks when it exists."""
+    """Database, models dir and engine: `degraded` while the engine does not serve."""
     details: dict[str, str] = {}
     try:
         services.state.query("SELECT 1")
@@ -48,17 +53,19 @@ def healthz(services: ServicesDep) -> JSONResponse:
         details["models_dir"] = f"read-only: {models_dir}"
     else:
         details["models_dir"] = "ok"
-    details["engine"] = "not configured"
+    engine = services.engine.status()
+    ready = engine["engine_state"] == "ready"
+    details["engine"] = f"{engine['engine']}: {engine['engine_state']} ({engine['message']})"
     if details["database"] != "ok":
         health = "unhealthy"
-    elif details["models_dir"] != "ok":
+    elif details["models_dir"] != "ok" or not ready:
         health = "degraded"
     else:
         health = "healthy"
     body = {
         "status": health,
-        "model_loaded": False,
-        "upstream_healthy": False,
+        "model_loaded": ready,
+        "upstream_healthy": ready,
         "current_model": services.state.active_model if health != "unhealthy" else None,
         "details": details,
     }

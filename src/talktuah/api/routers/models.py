@@ -32,7 +32,7 @@ def model_status(services: ServicesDep) -> dict[str, Any]:
         "models_dir": str(store.models_dir),
         "downloaded_models": downloaded,
         "current_model": current,
-        "vllm_healthy": False,
+        "vllm_healthy": services.engine.model is not None,
         "message": message,
     }
 
@@ -49,11 +49,13 @@ def models_local(store: StoreDep) -> dict[str, Any]:
 
 @router.delete("/delete-model")
 def delete_model(
-    store: StoreDep,
+    services: ServicesDep,
     model_id: str = ModelIdQuery,
     force: bool = Query(False, description="Delete even if it is the active model"),
 ) -> dict[str, Any]:
-    deleted = store.delete(model_id, force=force)
+    deleted = services.store.delete(model_id, force=force)
+    if deleted.was_active and services.engine.driver.manages_models:
+        services.engine.unload(f"The active model {model_id} was deleted.")
     message = f"Successfully deleted {model_id} ({deleted.size_mb} MB freed)"
     if deleted.was_active:
         message += "; it was the active model, so no model is active now"

@@ -1,0 +1,1 @@
+"""The inference engine TalkTuah supervises: one driver a module, one supervisor over them."""

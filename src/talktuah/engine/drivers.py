@@ -1,0 +1,24 @@
+"""Pick the driver named by TALKTUAH_ENGINE."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .base import EngineDriver
+
+
+def make_driver(settings: Settings) -> EngineDriver:
+    if settings.engine == "vllm":
+        from .vllm import VllmDriver
+
+        return VllmDriver(settings)
+    if settings.engine == "docker":
+        from .docker import DockerDriver
+
+        return DockerDriver(settings)
+    if settings.engine == "external":
+        from .external import ExternalDriver
+
+        return ExternalDriver(settings)
+    from .transformers import TransformersDriver
+
+    return TransformersDriver(settings)

@@ -1,0 +1,44 @@
+"""An OpenAI-compatible engine managed elsewhere (another vLLM, llama.cpp server, ...).
+
+TalkTuah only proxies to it and watches its health; it cannot load or switch its models.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import EngineError
+from .base import EngineDriver
+
+
+class ExternalDriver(EngineDriver):
+    name = "external"
+    manages_models = False
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.engine_url:
+            raise EngineError(
+                "TALKTUAH_ENGINE=external needs TALKTUAH_ENGINE_URL, e.g. http://gpu-box:8000"
+            )
+        url = settings.engine_url.rstrip("/")
+        self._base_url = url.removesuffix("/v1")
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def health_url(self) -> str:
+        """Not every OpenAI-compatible server has /health; all of them list models."""
+        return f"{self._base_url}/v1/models"
+
+    def start(self, model_id: str) -> None:
+        raise EngineError("The external engine is managed outside TalkTuah.")
+
+    def stop(self) -> None:
+        return None
+
+    def running(self) -> bool:
+        return True
+
+    def log_tail(self, lines: int = 50) -> list[str]:
+        return []

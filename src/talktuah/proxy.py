@@ -1,0 +1,214 @@
+"""The OpenAI-compatible proxy in front of the engine, through one pooled httpx client.
+
+Clients see one clean OpenAI surface whatever the engine does: the model id they asked for
+(not `org/name@main`), streams that end with `data: [DONE]`, JSON errors with a meaningful
+status instead of plain-text 500s, 503 + Retry-After while a model loads, 502 when the
+engine is down, 504 when it does not answer in time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from .config import Settings
+from .engine.base import EngineState
+from .engine.supervisor import EngineSupervisor
+from .errors import (
+    EngineLoadingError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+    ModelNotServedError,
+)
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "/v1/chat/completions": ("messages", list),
+    "/v1/completions": ("prompt", (str, list)),
+    "/v1/embeddings": ("input", (str, list)),
+}
+
+
+class BadRequestError(ValueError):
+    """The body is not something any OpenAI-compatible engine would accept."""
+
+
+def openai_error(status: int, message: str, kind: str) -> JSONResponse:
+    """Our `detail` for people and curl, OpenAI's `error` object for SDKs."""
+    return JSONResponse(
+        {"detail": message, "error": {"message": message, "type": kind, "code": status}},
+        status_code=status,
+    )
+
+
+class EngineProxy:
+    def __init__(self, settings: Settings, supervisor: EngineSupervisor) -> None:
+        self.settings = settings
+        self.supervisor = supervisor
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.proxy_timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _engine_model(self) -> str:
+        """The served model once the engine is ready; waits (bounded) while it loads."""
+        supervisor = self.supervisor
+        if supervisor.state == EngineState.LOADING:
+            await supervisor.wait_ready(self.settings.proxy_load_wait)
+        state = supervisor.state
+        if state == EngineState.LOADING:
+            raise EngineLoadingError(
+                f"The engine is still loading {supervisor.status().get('loading_model')}; "
+                "retry shortly (GET /api/model-loading-status shows progress).",
+                retry_after=max(1, math.ceil(self.settings.engine_health_interval * 2)),
+            )
+        model = supervisor.model
+        if state != EngineState.READY or model is None:
+            raise EngineUnavailableError(
+                f"No engine is serving ({state}): {supervisor.status()['message']} "
+                "Start one with POST /api/switch-model?model_id=..."
+            )
+        return model
+
+    async def models(self) -> dict[str, Any]:
+        """`/v1/models`: what TalkTuah serves, straight from the engine, ids cleaned."""
+        await self._engine_model()
+        response = await self._send("GET", "/v1/models", None)
+        body = response.json() if response.status_code == 200 else {"data": []}
+        for entry in body.get("data", []):
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                entry["id"] = entry["id"].split("@")[0]
+                entry.pop("status", None)
+        return {"object": "list", "data": body.get("data", [])}
+
+    async def forward(
+        self, path: str, body: dict[str, Any], *, default_stream: bool = False
+    ) -> Response:
+        """Forward one OpenAI request body to `path` on the engine."""
+        check = _REQUIRED.get(path)
+        if check is not None:
+            field, kinds = check
+            if not isinstance(body.get(field), kinds):
+                raise BadRequestError(f"The request body needs '{field}' ({path}).")
+        served = await self._engine_model()
+        requested = body.get("model") or served
+        if requested != served:
+            raise ModelNotServedError(
+                f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
+                f"Switch with POST /api/switch-model?model_id={requested}, or ask for {served!r}."
+            )
+        payload = dict(body)
+        payload["model"] = self.supervisor.driver.served_name(served)
+        stream = bool(payload.get("stream", default_stream))
+        payload["stream"] = stream
+        if stream:
+            return await self._stream(path, payload, requested)
+        response = await self._send("POST", path, payload)
+        return self._finish(response, requested)
+
+    async def _send(
+        self, method: str, path: str, payload: dict[str, Any] | None, stream: bool = False
+    ) -> httpx.Response:
+        url = self.supervisor.driver.base_url + path
+        request = self.client.build_request(method, url, json=payload)
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise EngineTimeoutError(
+                f"The engine did not answer within {self.settings.proxy_timeout:.0f} s "
+                "(TALKTUAH_PROXY_TIMEOUT)."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise EngineUnavailableError(
+                f"The engine at {self.supervisor.driver.base_url} is unreachable ({exc}); "
+                "GET /api/model-loading-status shows its state."
+            ) from exc
+
+    def _finish(self, response: httpx.Response, requested: str) -> Response:
+        if response.status_code >= 400:
+            return self._engine_error(response.status_code, response.text)
+        try:
+            data = response.json()
+        except ValueError:
+            return self._engine_error(502, response.text)
+        if isinstance(data, dict) and "model" in data:
+            data["model"] = requested
+        return JSONResponse(data, status_code=response.status_code)
+
+    def _engine_error(self, status: int, text: str) -> JSONResponse:
+        """Engine errors as JSON; its bare `Internal Server Error` becomes a 502 with context."""
+        message = text.strip()
+        try:
+            parsed = json.loads(message)
+            detail = parsed.get("detail") or parsed.get("error") or parsed
+            if isinstance(detail, dict):
+                detail = detail.get("message", json.dumps(detail))
+            message = str(detail)
+        except (ValueError, AttributeError):
+            pass
+        if status >= 500:
+            return openai_error(
+                502, f"The engine failed on this request ({status}: {message[:300]}).",
+                "engine_error",
+            )  # fmt: skip
+        if status == 404:
+            return openai_error(404, f"The engine does not offer this: {message}", "not_found")
+        return openai_error(
+            status, f"The engine rejected the request: {message}", "invalid_request"
+        )
+
+    async def _stream(self, path: str, payload: dict[str, Any], requested: str) -> Response:
+        response = await self._send("POST", path, payload, stream=True)
+        if response.status_code >= 400:
+            text = (await response.aread()).decode(errors="replace")
+            await response.aclose()
+            return self._engine_error(response.status_code, text)
+        return StreamingResponse(
+            _rewrite_sse(response, requested),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(response.aclose),
+        )
+
+
+async def _rewrite_sse(response: httpx.Response, requested: str) -> AsyncIterator[bytes]:
+    """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
+
+    If the client goes away, Starlette cancels this generator; closing the upstream
+    response (the `finally`) then cancels the engine's generation too.
+    """
+    done = False
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                if line and not line.startswith(":"):
+                    yield (line + "\n").encode()
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                yield b"data: [DONE]\n\n"
+                continue
+            try:
+                event = json.loads(data)
+            except ValueError:
+                yield f"data: {data}\n\n".encode()
+                continue
+            if isinstance(event, dict) and "model" in event:
+                event["model"] = requested
+            yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+        if not done:
+            yield b"data: [DONE]\n\n"
+    finally:
+        await response.aclose()
