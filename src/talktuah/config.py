@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     engine_restart_limit: int = Field(5, ge=0)
     engine_restart_backoff: float = Field(2.0, ge=0)
     engine_extra_args: list[str] = Field(default_factory=list)  # JSON list in the environment
+    engine_executable: str | None = None  # path to `transformers` / `vllm` if not on PATH
     engine_device: str = "auto"
     engine_dtype: str = "auto"
     vllm_tensor_parallel_size: int = Field(1, ge=1)

@@ -10,7 +10,7 @@ def make_driver(settings: Settings) -> EngineDriver:
     if settings.engine == "vllm":
         from .vllm import VllmDriver
 
-        return VllmDriver(settings)
+        return VllmDriver(settings, executable=settings.engine_executable or "vllm")
     if settings.engine == "docker":
         from .docker import DockerDriver
 
@@ -21,4 +21,4 @@ def make_driver(settings: Settings) -> EngineDriver:
         return ExternalDriver(settings)
     from .transformers import TransformersDriver
 
-    return TransformersDriver(settings)
+    return TransformersDriver(settings, executable=settings.engine_executable or "transformers")

@@ -1,0 +1,78 @@
+"""Engine tests in process: the supervisor and proxy around a misbehaving stand-in engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from talktuah.api import create_app
+from talktuah.config import Settings
+from talktuah.security import ApiKey
+from talktuah.services import Services
+
+from ..conftest import API_KEY
+from ..support.tiny_model import install_in_cache
+
+FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
+
+# Files shaped like a model: enough for the store to list it complete; the stand-in engine
+# never reads them.
+MODEL_FILES = {"config.json": json.dumps({"model_type": "llama"}).encode(), "model.bin": b"w"}
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def engine_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    events = tmp_path / "engine-events.txt"
+    monkeypatch.setenv("FAKE_ENGINE_EVENTS", str(events))
+    return events
+
+
+@pytest.fixture
+def make_client(home: Path, engine_events: Path) -> Iterator[MakeClient]:
+    """Start TalkTuah in process with the stand-in engine and `org/a`, `org/b` downloaded."""
+    built: list[tuple[Services, TestClient]] = []
+
+    def make(**overrides: Any) -> TestClient:
+        for repo_id in ("org/a", "org/b"):
+            install_in_cache(
+                home / "models" / "hub", repo_id, MODEL_FILES | {"id": repo_id.encode()}
+            )
+        settings = Settings(
+            home=home, proxy_api_key=API_KEY, default_model="org/a",
+            engine_executable=str(FAKE_ENGINE), engine_health_interval=0.2,
+            engine_restart_backoff=0.1, engine_start_timeout=20, engine_stop_timeout=3,
+            **overrides,
+        )  # fmt: skip
+        services = Services.build(settings, ApiKey(API_KEY, "env"))
+        client = TestClient(
+            create_app(services), headers={"Authorization": f"Bearer {API_KEY}"}
+        ).__enter__()
+        built.append((services, client))
+        return client
+
+    yield make
+    for _services, client in built:
+        client.__exit__(None, None, None)
+
+
+def wait_status(
+    client: TestClient, done: Callable[[dict[str, Any]], bool], timeout: float = 20
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get("/api/model-loading-status").json()
+        if done(status):
+            return status
+        assert time.monotonic() < deadline, f"the engine never got there: {status}"
+        time.sleep(0.05)
+
+
+CHAT = {"model": "org/a", "messages": [{"role": "user", "content": "hi"}], "stream": False}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""A stand-in for `transformers serve` that misbehaves on demand.
+
+The real engine runs in tests/e2e. This one exists for what the real engine cannot be made
+to do on cue: load slowly, refuse to start, answer too late, or stream forever. It speaks
+the same surface as measured of `transformers serve`: `serve <model> --port P`, `/health`,
+`/v1/models`, pinned-model 400s, plain-text 500s for bad bodies, SSE without `[DONE]`, and
+answers naming the model `<id>@main`.
+
+Behaviour comes from the environment: FAKE_ENGINE_START_DELAY (s), FAKE_ENGINE_FAIL (exit
+at start with this message), FAKE_ENGINE_REPLY_DELAY (s before answering a chat),
+FAKE_ENGINE_EVENTS (a file to which it appends what happened).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def record(event: str) -> None:
+    path = os.environ.get("FAKE_ENGINE_EVENTS")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(event + "\n")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    assert args[0] == "serve", args
+    model = args[1]
+    port = int(args[args.index("--port") + 1])
+    print(f"fake engine: loading {model}", flush=True)
+    if os.environ.get("FAKE_ENGINE_FAIL"):
+        print(f"ValueError: {os.environ['FAKE_ENGINE_FAIL']}", flush=True)
+        sys.exit(1)
+    time.sleep(float(os.environ.get("FAKE_ENGINE_START_DELAY", "0")))
+    reply_delay = float(os.environ.get("FAKE_ENGINE_REPLY_DELAY", "0"))
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+        def _json(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self._json(200, {"status": "ok"})
+            elif self.path == "/v1/models":
+                self._json(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+            else:
+                self._json(404, {"detail": "Not Found"})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path != "/v1/chat/completions":  # like transformers serve: no embeddings
+                self._json(404, {"detail": "Not Found"})
+                return
+            if body.get("model") != model:
+                self._json(400, {"detail": f"Server is pinned to '{model}'"})
+                return
+            if not isinstance(body.get("messages"), list) or not body["messages"][0].get("role"):
+                data = b"Internal Server Error"
+                self.send_response(500)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            time.sleep(reply_delay)
+            name = f"{model}@main"
+            if not body.get("stream"):
+                message = {"role": "assistant", "content": "fake answer"}
+                self._json(200, {"object": "chat.completion", "model": name,
+                                 "choices": [{"index": 0, "message": message}]})  # fmt: skip
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            count = int(body.get("max_tokens") or 5)
+            try:
+                for i in range(count):
+                    chunk = {"object": "chat.completion.chunk", "model": name,
+                             "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}  # fmt: skip
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                record("stream finished")
+            except (BrokenPipeError, ConnectionResetError):
+                record("client went away")
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    record("listening")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""EngineSupervisor and the proxy against the stand-in engine (tests/engine/fake_engine.py).
+
+Everything here also happens with the real engine (tests/e2e/test_engine_e2e.py); the
+stand-in makes the timing deterministic: slow loads, failed starts, late answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from .conftest import CHAT, MakeClient, wait_status
+
+
+def test_startup_loads_the_active_model(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_START_DELAY", "0.5")
+    client = make_client()
+    loading = client.get("/api/model-loading-status").json()
+    assert loading["status"] == "loading" and loading["loading_model"] == "org/a"
+    assert loading["loading"]["phase"] in ("starting engine", "loading weights")
+    ready = wait_status(client, lambda s: s["status"] == "ready")
+    assert ready["model_loaded"] and ready["serving_model"] == ready["current_model"] == "org/a"
+    health = client.get("/api/healthz").json()
+    assert health["status"] == "healthy" and health["model_loaded"] is True
+
+
+def test_requests_wait_for_a_loading_engine_within_the_bound(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_START_DELAY", "1")
+    client = make_client(proxy_load_wait=10)
+    response = client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "org/a", "the engine's org/a@main is not what we asked"
+
+
+def test_requests_past_the_bound_get_503_with_retry_after(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_START_DELAY", "3")
+    client = make_client(proxy_load_wait=0.3)
+    response = client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "still loading org/a" in response.json()["detail"]
+    assert response.json()["error"]["code"] == 503
+
+
+def test_an_engine_that_will_not_start_is_failed_with_its_log(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_FAIL", "weights do not match the config")
+    client = make_client()
+    failed = wait_status(client, lambda s: s["status"] == "failed")
+    assert failed["failed_model"] == "org/a" and not failed["model_loaded"]
+    assert any("weights do not match" in line for line in failed["log_tail"])
+    assert "exited while loading" in failed["error"]
+    down = client.post("/v1/chat/completions", json=CHAT)
+    assert down.status_code == 502 and "No engine is serving" in down.json()["detail"]
+
+
+def test_restarts_are_bounded(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, home: object
+) -> None:
+    client = make_client(engine_restart_limit=2)
+    wait_status(client, lambda s: s["status"] == "ready")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    pid = services.engine.driver.process.pid
+    monkeypatch.setenv("FAKE_ENGINE_FAIL", "the GPU fell off the bus")  # every restart fails
+    os.kill(pid, signal.SIGKILL)
+    gave_up = wait_status(client, lambda s: "gave up" in s["message"], 30)
+    assert gave_up["status"] == "failed" and gave_up["restarts"] == 2
+    assert any("fell off the bus" in line for line in gave_up["log_tail"])
+
+
+def test_switch_rules(make_client: MakeClient) -> None:
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    assert client.post("/api/switch-model", params={"model_id": "org/zzz"}).status_code == 404
+    assert client.post("/api/switch-model", params={"model_id": "../x"}).status_code == 422
+    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
+    assert client.post("/api/switch-model", params={"model_id": "org/a"}).status_code == 409
+    ready = wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    assert ready["current_model"] == "org/b"
+    wrong = client.post("/v1/chat/completions", json=CHAT)
+    assert (
+        wrong.status_code == 404 and "Switch with POST /api/switch-model" in wrong.json()["detail"]
+    )
+
+
+def test_upstream_timeout_is_504(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_REPLY_DELAY", "2")
+    client = make_client(proxy_timeout=0.5)
+    wait_status(client, lambda s: s["status"] == "ready")
+    response = client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 504 and "TALKTUAH_PROXY_TIMEOUT" in response.json()["detail"]
+
+
+def test_engine_quirks_are_smoothed(make_client: MakeClient) -> None:
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    plain_500 = client.post(
+        "/v1/chat/completions", json=CHAT | {"messages": [{"content": "no role"}]}
+    )
+    assert plain_500.status_code == 502
+    assert (
+        "The engine failed on this request (500: Internal Server Error)"
+        in plain_500.json()["detail"]
+    )
+    with client.stream("POST", "/v1/chat/completions", json=CHAT | {"stream": True}) as stream:
+        lines = [line for line in stream.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]", "the stand-in, like the real engine, sends no [DONE]"
+    assert {json.loads(line[5:])["model"] for line in lines[:-1]} == {"org/a"}
+    no_model = client.post("/v1/chat/completions", json={"messages": CHAT["messages"]})
+    assert no_model.status_code == 200 and no_model.json()["model"] == "org/a"
+    assert client.get("/v1/models").json()["data"][0]["id"] == "org/a"
+    missing = client.post("/v1/embeddings", json={"model": "org/a", "input": "x"})
+    assert missing.status_code == 404 and "does not offer" in missing.json()["detail"]
