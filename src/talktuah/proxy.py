@@ -101,6 +101,8 @@ class EngineProxy:
             field, kinds = check
             if not isinstance(body.get(field), kinds):
                 raise BadRequestError(f"The request body needs '{field}' ({path}).")
+        if path == "/v1/chat/completions":
+            _check_messages(body["messages"])
         served = await self._engine_model()
         requested = body.get("model") or served
         if requested != served:
@@ -180,6 +182,18 @@ class EngineProxy:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(response.aclose),
         )
+
+
+def _check_messages(messages: list[Any]) -> None:
+    """Catch what `transformers serve` answers with a bare 500 before it reaches the engine."""
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequestError(f"messages[{index}] needs a string 'role'.")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise BadRequestError(
+                f"messages[{index}].content must be a string or a list of content parts."
+            )
 
 
 async def _rewrite_sse(response: httpx.Response, requested: str) -> AsyncIterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def test_healthz_without_an_engine_is_degraded(anon_client: TestClient) -> None:
 def test_healthz_degraded_without_models_dir(anon_client: TestClient, services: Services) -> None:
     services.store.models_dir.rmdir()
     body = anon_client.get("/api/healthz").json()
-    assert body["status"] == "degraded" and body["details"]["models_dir"].startswith("missing")
+    assert body["status"] == "degraded" and body["details"]["models_dir"] == "missing"
+    assert str(services.store.models_dir) not in json.dumps(body), "public: no paths"
 
 
 def test_metrics_are_prometheus_text(anon_client: TestClient) -> None:

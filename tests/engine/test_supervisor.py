@@ -104,9 +104,11 @@ def test_upstream_timeout_is_504(make_client: MakeClient, monkeypatch: pytest.Mo
 def test_engine_quirks_are_smoothed(make_client: MakeClient) -> None:
     client = make_client()
     wait_status(client, lambda s: s["status"] == "ready")
-    plain_500 = client.post(
+    no_role = client.post(
         "/v1/chat/completions", json=CHAT | {"messages": [{"content": "no role"}]}
     )
+    assert no_role.status_code == 400 and "needs a string 'role'" in no_role.json()["detail"]
+    plain_500 = client.post("/v1/chat/completions", json=CHAT | {"messages": [{"role": ""}]})
     assert plain_500.status_code == 502
     assert (
         "The engine failed on this request (500: Internal Server Error)"

@@ -45,17 +45,18 @@ def healthz(services: ServicesDep) -> JSONResponse:
         services.state.query("SELECT 1")
         details["database"] = "ok"
     except Exception as exc:  # any failure here is what health reports, never a 500
-        details["database"] = f"error: {exc}"
+        details["database"] = f"error: {type(exc).__name__}"
+    # Public route: states only, never paths or messages that could carry them.
     models_dir = services.settings.models_dir
     if not models_dir.is_dir():
-        details["models_dir"] = f"missing: {models_dir}"
+        details["models_dir"] = "missing"
     elif not os.access(models_dir, os.W_OK):
-        details["models_dir"] = f"read-only: {models_dir}"
+        details["models_dir"] = "read-only"
     else:
         details["models_dir"] = "ok"
     engine = services.engine.status()
     ready = engine["engine_state"] == "ready"
-    details["engine"] = f"{engine['engine']}: {engine['engine_state']} ({engine['message']})"
+    details["engine"] = f"{engine['engine']}: {engine['engine_state']}"
     if details["database"] != "ok":
         health = "unhealthy"
     elif details["models_dir"] != "ok" or not ready:
@@ -66,7 +67,6 @@ def healthz(services: ServicesDep) -> JSONResponse:
         "status": health,
         "model_loaded": ready,
         "upstream_healthy": ready,
-        "current_model": services.state.active_model if health != "unhealthy" else None,
         "details": details,
     }
     return JSONResponse(body, status_code=503 if health == "unhealthy" else 200)
