@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     docker_gpus: str = "all"  # "all", a count, or "none"
     docker_shm_size: str = "8g"
 
+    # Per-key limits (each key may override them): requests per window on the management
+    # API and on the proxy, in the `limits` notation ("600/minute"), and concurrent streams.
+    rate_limit: str = "600/minute"
+    proxy_rate_limit: str = "120/minute"
+    max_streams: int = Field(8, ge=1)
+
     # The proxy in front of the engine.
     proxy_load_wait: float = Field(30.0, ge=0)  # how long a request waits for a loading engine
     proxy_timeout: float = Field(600.0, gt=0)  # upstream read timeout

@@ -21,7 +21,10 @@ TalkTuahError
 ├── EngineLoadingError         still loading after the wait            -> 503
 ├── EngineTimeoutError         the engine did not answer in time       -> 504
 ├── ModelNotServedError        a request names another model           -> 404
-└── InsecureConfigError        refusing to serve with a weak key       (CLI only)
+├── KeyNotFoundError           no API key with that id                 -> 404
+├── InvalidKeyRequestError     bad scopes / limits / expiry            -> 422
+└── RateLimitedError           too many requests or streams for a key  -> 429
+├── InsecureConfigError        refusing to serve with a weak key       (CLI only)
 ```
 
 The HTTP mapping lives in one place, `api/errors.py`; routers never build error responses.
@@ -116,3 +119,19 @@ class EngineTimeoutError(TalkTuahError):
 
 class ModelNotServedError(ModelNotFoundError):
     """The request names a model that is not the one being served."""
+
+
+class KeyNotFoundError(TalkTuahError, LookupError):
+    """No API key has this id."""
+
+
+class InvalidKeyRequestError(TalkTuahError, ValueError):
+    """A key cannot be created as asked (unknown scope, bad limit, expiry in the past)."""
+
+
+class RateLimitedError(TalkTuahError):
+    """This key used up its requests for the window, or its concurrent streams."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

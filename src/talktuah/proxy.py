@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -93,9 +93,18 @@ class EngineProxy:
         return {"object": "list", "data": body.get("data", [])}
 
     async def forward(
-        self, path: str, body: dict[str, Any], *, default_stream: bool = False
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        default_stream: bool = False,
+        open_stream: Callable[[], Callable[[], None]] | None = None,
     ) -> Response:
-        """Forward one OpenAI request body to `path` on the engine."""
+        """Forward one OpenAI request body to `path` on the engine.
+
+        `open_stream` takes a stream slot for the caller's key (raising when none is left)
+        and returns its release, called when the stream ends however it ends.
+        """
         check = _REQUIRED.get(path)
         if check is not None:
             field, kinds = check
@@ -115,7 +124,12 @@ class EngineProxy:
         stream = bool(payload.get("stream", default_stream))
         payload["stream"] = stream
         if stream:
-            return await self._stream(path, payload, requested)
+            release = open_stream() if open_stream is not None else _nothing
+            try:
+                return await self._stream(path, payload, requested, release)
+            except BaseException:
+                release()
+                raise
         response = await self._send("POST", path, payload)
         return self._finish(response, requested)
 
@@ -170,14 +184,17 @@ class EngineProxy:
             status, f"The engine rejected the request: {message}", "invalid_request"
         )
 
-    async def _stream(self, path: str, payload: dict[str, Any], requested: str) -> Response:
+    async def _stream(
+        self, path: str, payload: dict[str, Any], requested: str, release: Callable[[], None]
+    ) -> Response:
         response = await self._send("POST", path, payload, stream=True)
         if response.status_code >= 400:
             text = (await response.aread()).decode(errors="replace")
             await response.aclose()
+            release()
             return self._engine_error(response.status_code, text)
         return StreamingResponse(
-            _rewrite_sse(response, requested),
+            _rewrite_sse(response, requested, release),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(response.aclose),
@@ -196,7 +213,13 @@ def _check_messages(messages: list[Any]) -> None:
             )
 
 
-async def _rewrite_sse(response: httpx.Response, requested: str) -> AsyncIterator[bytes]:
+def _nothing() -> None:
+    return None
+
+
+async def _rewrite_sse(
+    response: httpx.Response, requested: str, release: Callable[[], None]
+) -> AsyncIterator[bytes]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
     If the client goes away, Starlette cancels this generator; closing the upstream
@@ -225,4 +248,5 @@ async def _rewrite_sse(response: httpx.Response, requested: str) -> AsyncIterato
         if not done:
             yield b"data: [DONE]\n\n"
     finally:
+        release()
         await response.aclose()

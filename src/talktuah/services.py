@@ -12,7 +12,9 @@ from .config import Settings
 from .downloads.manager import DownloadManager
 from .engine.drivers import make_driver
 from .engine.supervisor import EngineSupervisor
+from .keys import KeyStore
 from .proxy import EngineProxy
+from .ratelimit import RateLimits
 from .security import ApiKey
 from .state import StateDB
 from .store import ModelStore
@@ -27,6 +29,8 @@ class Services:
     downloads: DownloadManager
     engine: EngineSupervisor
     proxy: EngineProxy
+    keys: KeyStore
+    limits: RateLimits
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -47,6 +51,8 @@ class Services:
             downloads=downloads,
             engine=engine,
             proxy=EngineProxy(settings, engine),
+            keys=KeyStore(state, api_key),
+            limits=RateLimits(settings),
         )
         downloads.on_activate = services.activate
         return services

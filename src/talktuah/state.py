@@ -60,7 +60,28 @@ def _m002_download_jobs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX download_jobs_by_created ON download_jobs(created_at)")
 
 
-MIGRATIONS: list[Migration] = [_m001_meta, _m002_download_jobs]
+def _m003_api_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked_at TEXT,
+            rate_limit TEXT,
+            proxy_rate_limit TEXT,
+            max_streams INTEGER
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_m001_meta, _m002_download_jobs, _m003_api_keys]
 
 ACTIVE_MODEL = "active_model"
 DEFAULT_MODEL_SEEDED = "default_model_seeded"

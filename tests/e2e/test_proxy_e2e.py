@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,47 @@ def test_a_client_that_disconnects_cancels_the_upstream_stream(
         assert time.monotonic() - started < 10, "the engine kept streaming to nobody"
         time.sleep(0.1)
     assert "stream finished" not in events.read_text()
+
+
+def test_the_concurrent_stream_cap_holds_under_parallel_chats(
+    server: tuple[TalkTuahProcess, Path],
+) -> None:
+    proc, _events = server
+    deadline = time.monotonic() + 30
+    with proc.client() as admin:
+        while admin.get("/api/model-loading-status").json()["status"] != "ready":
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.1)
+        created = admin.post(
+            "/api/keys", json={"name": "chatty", "scopes": ["infer"], "max_streams": 2}
+        ).json()
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    body = {
+        "model": "org/a",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "max_tokens": 40,
+    }  # fmt: skip  ~2 s each
+    url = f"{proc.url}/v1/chat/completions"
+    started = threading.Barrier(3)
+    results: list[int] = []
+
+    def chat() -> None:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
+            lines = response.iter_lines()
+            next(lines)
+            started.wait(10)
+            results.append(sum(1 for line in lines if line.startswith("data:")))
+
+    threads = [threading.Thread(target=chat) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    started.wait(10)  # both streams are open now
+    third = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert third.status_code == 429, third.text
+    assert "cap is 2" in third.json()["detail"] and third.headers["Retry-After"] == "1"
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 2 and all(count >= 40 for count in results)
+    after = httpx.post(url, json=body | {"max_tokens": 2}, headers=headers, timeout=30)
+    assert after.status_code == 200, "finished streams give their slots back"

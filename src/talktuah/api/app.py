@@ -13,7 +13,7 @@ from ..metrics import Metrics
 from ..services import Services
 from .auth import AuthDep
 from .errors import install_error_handlers
-from .routers import downloads, engine, meta, models, openai
+from .routers import downloads, engine, keys, meta, models, openai
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
 # viewers are public too: they describe the API but hold no data, and a browser opening
@@ -47,6 +47,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(downloads.router, dependencies=[AuthDep])
     app.include_router(engine.router, dependencies=[AuthDep])
     app.include_router(openai.router, dependencies=[AuthDep])
+    app.include_router(keys.router, dependencies=[AuthDep])
     _install_metrics_middleware(app)
     return app
 

@@ -1,42 +1,68 @@
-"""Bearer-key authentication for every non-public route."""
+"""Bearer-key authentication and scope checks for every non-public route."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..keys import Principal, Scope
+from ..ratelimit import MANAGEMENT, PROXY
 from .deps import ServicesDep
+from .scopes import ROUTE_SCOPES
 
-_bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or $TALKTUAH_HOME/api_key")
+_bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or a key from POST /api/keys")
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require_api_key(
+def authorize(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+) -> Principal:
+    """Who is calling (401 if nobody we know), may they (403), and not too often (429)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail=(
                 "Missing API key. Send the header 'Authorization: Bearer <key>' with the "
                 "PROXY_API_KEY of this server (printed at first start and stored in "
-                "$TALKTUAH_HOME/api_key)."
+                "$TALKTUAH_HOME/api_key) or a key an admin created."
             ),
             headers=_CHALLENGE,
         )
-    if not services.api_key.matches(credentials.credentials):
+    principal = services.keys.authenticate(credentials.credentials)
+    if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail=(
-                "Invalid API key. Use the PROXY_API_KEY this server was started with "
-                "(see $TALKTUAH_HOME/api_key when it was generated)."
+                "Invalid API key: unknown, revoked or expired. Use the server's "
+                "PROXY_API_KEY or ask an admin for a key (POST /api/keys)."
             ),
             headers=_CHALLENGE,
         )
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", request.url.path))
+    needed = ROUTE_SCOPES.get((request.method, template))
+    if needed is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"{request.method} {template} declares no scope, so no key may call it.",
+        )
+    if not principal.allows(needed):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=(
+                f"This key ({principal.name}) lacks the '{needed}' scope that "
+                f"{request.method} {template} needs. Ask an admin for a key with it."
+            ),
+        )
+    services.limits.hit(principal, PROXY if needed == Scope.INFER else MANAGEMENT)
+    request.state.principal = principal
+    return principal
 
 
-AuthDep = Depends(require_api_key)
+AuthDep = Depends(authorize)
+PrincipalDep = Annotated[Principal, Depends(authorize)]

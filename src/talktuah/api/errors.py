@@ -14,12 +14,15 @@ from ..errors import (
     HubAccessError,
     HubUnavailableError,
     InsufficientStorageError,
+    InvalidKeyRequestError,
     InvalidModelIdError,
     JobNotFoundError,
+    KeyNotFoundError,
     ModelBusyError,
     ModelInUseError,
     ModelNotFoundError,
     ModelNotReadyError,
+    RateLimitedError,
     StoragePermissionError,
     SwitchInProgressError,
     TalkTuahError,
@@ -42,6 +45,9 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     EngineUnavailableError: status.HTTP_502_BAD_GATEWAY,
     EngineLoadingError: status.HTTP_503_SERVICE_UNAVAILABLE,
     EngineTimeoutError: status.HTTP_504_GATEWAY_TIMEOUT,
+    KeyNotFoundError: status.HTTP_404_NOT_FOUND,
+    InvalidKeyRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -60,7 +66,7 @@ async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
     if request.url.path.startswith("/v1/"):
         body["error"] = {"message": str(exc), "type": type(exc).__name__, "code": code}
     headers = {}
-    if isinstance(exc, EngineLoadingError):
+    if isinstance(exc, (EngineLoadingError, RateLimitedError)):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(body, status_code=code, headers=headers)
 

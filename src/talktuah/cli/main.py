@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,7 +19,9 @@ from .. import __version__
 from ..config import Settings
 from ..errors import InsecureConfigError
 from ..security import check_exposure, resolve_api_key, weakness
-from .client import ServerError, TalkTuahClient
+from .client import TalkTuahClient
+from .keys import key_app
+from .output import console, server_client
 
 app = typer.Typer(
     name="talktuah",
@@ -28,7 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True, soft_wrap=True)
+app.add_typer(key_app, name="key")
 
 
 @app.command()
@@ -85,7 +86,6 @@ def pull(
     activate: Annotated[bool, typer.Option(help="Make it the active model when done")] = False,
 ) -> None:
     """Download a model through the running server, showing its byte progress."""
-    client = TalkTuahClient(Settings())
     params: dict[str, Any] = {"model_id": model_id, "auto": "true", "revision": revision}
     if include:
         params["allow_patterns"] = include
@@ -93,17 +93,12 @@ def pull(
         params["ignore_patterns"] = exclude
     if activate:
         params["activate"] = "true"
-    try:
+    with server_client() as client:
         answer = client.request("POST", "/api/download-model", params=params).json()
         if answer["status"] == "complete" and answer.get("job_id") is None:
             console.print(f"{model_id} is already downloaded.")
             return
         final = _follow(client, answer)
-    except ServerError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    finally:
-        client.close()
     if final["status"] != "complete":
         console.print(f"[bold red]{final['status']}:[/] {final.get('error') or model_id}")
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from ...proxy import BadRequestError
+from ..auth import PrincipalDep
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["openai"])
@@ -25,13 +26,23 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(request: Request, services: ServicesDep) -> Response:
-    return await services.proxy.forward("/v1/chat/completions", await _json_body(request))
+async def chat_completions(
+    request: Request, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    return await services.proxy.forward(
+        "/v1/chat/completions",
+        await _json_body(request),
+        open_stream=lambda: services.limits.open_stream(principal),
+    )
 
 
 @router.post("/v1/completions")
-async def completions(request: Request, services: ServicesDep) -> Response:
-    return await services.proxy.forward("/v1/completions", await _json_body(request))
+async def completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await services.proxy.forward(
+        "/v1/completions",
+        await _json_body(request),
+        open_stream=lambda: services.limits.open_stream(principal),
+    )
 
 
 @router.post("/v1/embeddings")
@@ -45,10 +56,14 @@ async def v1_models(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/api/chat")
-async def chat(request: Request, services: ServicesDep) -> Response:
+async def chat(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """The seed's chat endpoint: an OpenAI chat body that streams unless `stream` is false."""
-    body = await _json_body(request)
-    return await services.proxy.forward("/v1/chat/completions", body, default_stream=True)
+    return await services.proxy.forward(
+        "/v1/chat/completions",
+        await _json_body(request),
+        default_stream=True,
+        open_stream=lambda: services.limits.open_stream(principal),
+    )
 
 
 @router.get("/api/models")

@@ -1,0 +1,46 @@
+"""API keys: create (the plaintext is shown once), list, revoke. Admin only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from ..deps import ServicesDep
+
+router = APIRouter(prefix="/api", tags=["keys"])
+
+
+class KeyRequest(BaseModel):
+    name: str = Field(description="Who or what uses it, e.g. 'n8n workflow'")
+    scopes: list[str] = Field(description="infer, models:read, models:write, admin")
+    expires_in_days: float | None = Field(None, description="Unset: never expires")
+    rate_limit: str | None = Field(None, description="Management API, e.g. '100/minute'")
+    proxy_rate_limit: str | None = Field(None, description="Proxy, e.g. '30/minute'")
+    max_streams: int | None = Field(None, description="Concurrent proxy streams")
+
+
+@router.post("/keys", status_code=status.HTTP_201_CREATED)
+def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
+    key = services.keys.create(
+        body.name,
+        body.scopes,
+        expires_in_days=body.expires_in_days,
+        rate_limit=body.rate_limit,
+        proxy_rate_limit=body.proxy_rate_limit,
+        max_streams=body.max_streams,
+    )
+    return key.to_api() | {"message": "Store the key now: it is not shown again."}
+
+
+@router.get("/keys")
+def list_keys(services: ServicesDep) -> dict[str, Any]:
+    keys = services.keys.list()
+    return {"keys": [k.to_api() for k in keys], "count": len(keys)}
+
+
+@router.delete("/keys/{key_id}")
+def revoke_key(services: ServicesDep, key_id: str) -> dict[str, Any]:
+    key = services.keys.revoke(key_id)
+    return key.to_api() | {"message": f"Key {key.name!r} is revoked; it stops working now."}
