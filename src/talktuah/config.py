@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     proxy_rate_limit: str = "120/minute"
     max_streams: int = Field(8, ge=1)
 
+    # Operations.
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "info"
+    cors_origins: list[str] = Field(default_factory=list)  # JSON list; empty: CORS off
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)  # request bodies larger get 413
+
     # The proxy in front of the engine.
     proxy_load_wait: float = Field(30.0, ge=0)  # how long a request waits for a loading engine
     proxy_timeout: float = Field(600.0, gt=0)  # upstream read timeout

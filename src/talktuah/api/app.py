@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..metrics import Metrics
 from ..services import Services
+from ..ui import STATIC_DIR
 from .auth import AuthDep
 from .errors import install_error_handlers
 from .routers import downloads, engine, keys, meta, models, openai
@@ -48,6 +50,8 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(engine.router, dependencies=[AuthDep])
     app.include_router(openai.router, dependencies=[AuthDep])
     app.include_router(keys.router, dependencies=[AuthDep])
+    # The dashboard is static; it asks for the key in the browser and calls the API with it.
+    app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     _install_metrics_middleware(app)
     return app
 
