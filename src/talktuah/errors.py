@@ -23,6 +23,7 @@ TalkTuahError
 ├── ModelNotServedError        a request names another model           -> 404
 ├── KeyNotFoundError           no API key with that id                 -> 404
 ├── InvalidKeyRequestError     bad scopes / limits / expiry            -> 422
+├── KeyRotationError           the admin key comes from the environment -> 409
 └── RateLimitedError           too many requests or streams for a key  -> 429
 ├── InsecureConfigError        refusing to serve with a weak key       (CLI only)
 ```
@@ -135,3 +136,7 @@ class RateLimitedError(TalkTuahError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class KeyRotationError(TalkTuahError):
+    """The admin key cannot be rotated by TalkTuah (it comes from the environment)."""

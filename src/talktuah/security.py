@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from .config import Settings
-from .errors import InsecureConfigError
+from .errors import InsecureConfigError, KeyRotationError
 
 WEAK_KEYS = frozenset({"change-me", "changeme", "change_me", "secret", "password", "test"})
 MIN_KEY_LENGTH = 16
@@ -58,6 +58,26 @@ def resolve_api_key(settings: Settings) -> ApiKey:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return ApiKey(key, "generated")
+
+
+def rotate_generated_key(settings: Settings, current: ApiKey) -> ApiKey:
+    """Replace the generated admin key with a new one, on disk (0600) and in use at once.
+
+    A key from PROXY_API_KEY belongs to whoever set the environment: we cannot change it.
+    """
+    if current.source == "env":
+        raise KeyRotationError(
+            "The admin key comes from PROXY_API_KEY: change it where it is set (.env, the "
+            "service definition) and restart TalkTuah."
+        )
+    key = secrets.token_urlsafe(32)
+    path = settings.api_key_path
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.replace(tmp, path)
+    return ApiKey(key, "file")
 
 
 def check_exposure(settings: Settings, key: ApiKey) -> None:

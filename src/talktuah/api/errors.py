@@ -18,6 +18,7 @@ from ..errors import (
     InvalidModelIdError,
     JobNotFoundError,
     KeyNotFoundError,
+    KeyRotationError,
     ModelBusyError,
     ModelInUseError,
     ModelNotFoundError,
@@ -48,6 +49,7 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     KeyNotFoundError: status.HTTP_404_NOT_FOUND,
     InvalidKeyRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
+    KeyRotationError: status.HTTP_409_CONFLICT,
 }
 
 

@@ -33,4 +33,5 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/api/keys"): Scope.ADMIN,
     ("GET", "/api/keys"): Scope.ADMIN,
     ("DELETE", "/api/keys/{key_id}"): Scope.ADMIN,
+    ("POST", "/api/keys/rotate-admin"): Scope.ADMIN,
 }

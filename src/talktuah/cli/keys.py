@@ -7,9 +7,41 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..config import Settings
+from .client import api_key_for
 from .output import console, out, server_client
 
-key_app = typer.Typer(help="API keys: create, list, revoke (needs an admin key).")
+key_app = typer.Typer(
+    help="Show or rotate the admin key; create, list and revoke scoped keys.",
+    invoke_without_command=True,
+)
+
+
+@key_app.callback()
+def key(
+    ctx: typer.Context,
+    rotate: Annotated[bool, typer.Option(help="Replace the generated admin key")] = False,
+) -> None:
+    """Without a subcommand: print the admin key this CLI uses (or rotate it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = Settings()
+    if rotate:
+        with server_client() as client:
+            body = client.request("POST", "/api/keys/rotate-admin").json()
+        console.print(body["message"])
+        out.print(body["key"], highlight=False)
+        return
+    value = api_key_for(settings)
+    if value is None:
+        console.print(
+            f"[bold red]error:[/] no key: PROXY_API_KEY is unset and {settings.api_key_path} "
+            "does not exist yet (`talktuah serve` creates it)."
+        )
+        raise typer.Exit(1)
+    source = "PROXY_API_KEY" if settings.proxy_api_key else str(settings.api_key_path)
+    console.print(f"Admin key from {source}:")
+    out.print(value, highlight=False)
 
 
 @key_app.command("create")

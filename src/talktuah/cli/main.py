@@ -6,22 +6,15 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from .. import __version__
 from ..config import Settings
 from ..errors import InsecureConfigError
 from ..security import check_exposure, resolve_api_key, weakness
-from .client import TalkTuahClient
+from .chat import chat_app
 from .keys import key_app
-from .output import console, server_client
+from .models import models_app
+from .output import console
 
 app = typer.Typer(
     name="talktuah",
@@ -30,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(key_app, name="key")
+app.add_typer(models_app)
+app.add_typer(chat_app)
 
 
 @app.command()
@@ -75,50 +70,6 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=5,
     )
-
-
-@app.command()
-def pull(
-    model_id: Annotated[str, typer.Argument(help="Hugging Face repo id, e.g. org/name")],
-    revision: Annotated[str, typer.Option(help="Branch, tag or commit sha")] = "main",
-    include: Annotated[list[str] | None, typer.Option(help="Only files matching")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Skip files matching")] = None,
-    activate: Annotated[bool, typer.Option(help="Make it the active model when done")] = False,
-) -> None:
-    """Download a model through the running server, showing its byte progress."""
-    params: dict[str, Any] = {"model_id": model_id, "auto": "true", "revision": revision}
-    if include:
-        params["allow_patterns"] = include
-    if exclude:
-        params["ignore_patterns"] = exclude
-    if activate:
-        params["activate"] = "true"
-    with server_client() as client:
-        answer = client.request("POST", "/api/download-model", params=params).json()
-        if answer["status"] == "complete" and answer.get("job_id") is None:
-            console.print(f"{model_id} is already downloaded.")
-            return
-        final = _follow(client, answer)
-    if final["status"] != "complete":
-        console.print(f"[bold red]{final['status']}:[/] {final.get('error') or model_id}")
-        raise typer.Exit(1)
-    console.print(
-        f"{model_id} downloaded ({final['bytes_total']} bytes, {final['files_total']} files)."
-    )
-
-
-def _follow(client: TalkTuahClient, job: dict[str, Any]) -> dict[str, Any]:
-    """Render the job's SSE progress as a bar; return the last state the server sent."""
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(job["model_id"], total=job.get("bytes_total"))
-        for event in client.events(f"/api/downloads/{job['job_id']}/events"):
-            job = event
-            bar.update(task, completed=event["bytes_done"], total=event["bytes_total"])
-    return job
 
 
 def _announce_key(settings: Settings, source: str, value: str) -> None:

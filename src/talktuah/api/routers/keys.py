@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
+from ...security import rotate_generated_key
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["keys"])
@@ -32,6 +33,19 @@ def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
         max_streams=body.max_streams,
     )
     return key.to_api() | {"message": "Store the key now: it is not shown again."}
+
+
+@router.post("/keys/rotate-admin")
+def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
+    """A new generated admin key, effective at once; the old one stops working."""
+    new = rotate_generated_key(services.settings, services.keys.env_key)
+    services.api_key = new
+    services.keys.env_key = new
+    return {
+        "key": new.value,
+        "message": f"The admin key was replaced and stored in {services.settings.api_key_path}; "
+        "the old one no longer works.",
+    }
 
 
 @router.get("/keys")
