@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,7 +27,10 @@ from .errors import (
     EngineTimeoutError,
     EngineUnavailableError,
     ModelNotServedError,
+    TalkTuahError,
 )
+from .logs import request_id
+from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +48,22 @@ class BadRequestError(ValueError):
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
     """Our `detail` for people and curl, OpenAI's `error` object for SDKs."""
     return JSONResponse(
-        {"detail": message, "error": {"message": message, "type": kind, "code": status}},
+        {
+            "detail": message,
+            "request_id": request_id.get(),
+            "error": {"message": message, "type": kind, "code": status},
+        },
         status_code=status,
     )
 
 
 class EngineProxy:
-    def __init__(self, settings: Settings, supervisor: EngineSupervisor) -> None:
+    def __init__(
+        self, settings: Settings, supervisor: EngineSupervisor, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.supervisor = supervisor
+        self.metrics = metrics or Metrics()
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.proxy_timeout, connect=5.0),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -123,15 +134,24 @@ class EngineProxy:
         payload["model"] = self.supervisor.driver.served_name(served)
         stream = bool(payload.get("stream", default_stream))
         payload["stream"] = stream
-        if stream:
-            release = open_stream() if open_stream is not None else _nothing
-            try:
-                return await self._stream(path, payload, requested, release)
-            except BaseException:
-                release()
-                raise
-        response = await self._send("POST", path, payload)
-        return self._finish(response, requested)
+        try:
+            if stream:
+                release = open_stream() if open_stream is not None else _nothing
+                try:
+                    response = await self._stream(path, payload, requested, release)
+                except BaseException:
+                    release()
+                    raise
+            else:
+                started = time.perf_counter()
+                upstream = await self._send("POST", path, payload)
+                self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
+                response = self._finish(upstream, requested)
+        except TalkTuahError as exc:
+            self.metrics.proxy_requests.labels(path, str(stream), type(exc).__name__).inc()
+            raise
+        self.metrics.proxy_requests.labels(path, str(stream), str(response.status_code)).inc()
+        return response
 
     async def _send(
         self, method: str, path: str, payload: dict[str, Any] | None, stream: bool = False
@@ -160,7 +180,17 @@ class EngineProxy:
             return self._engine_error(502, response.text)
         if isinstance(data, dict) and "model" in data:
             data["model"] = requested
+        if isinstance(data, dict):
+            self._count_usage(data.get("usage"))
         return JSONResponse(data, status_code=response.status_code)
+
+    def _count_usage(self, usage: object) -> None:
+        if not isinstance(usage, dict):
+            return
+        for kind in ("prompt", "completion"):
+            value = usage.get(f"{kind}_tokens")
+            if isinstance(value, int) and value > 0:
+                self.metrics.tokens.labels(kind).inc(value)
 
     def _engine_error(self, status: int, text: str) -> JSONResponse:
         """Engine errors as JSON; its bare `Internal Server Error` becomes a 502 with context."""
@@ -187,14 +217,16 @@ class EngineProxy:
     async def _stream(
         self, path: str, payload: dict[str, Any], requested: str, release: Callable[[], None]
     ) -> Response:
+        started = time.perf_counter()
         response = await self._send("POST", path, payload, stream=True)
+        self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
         if response.status_code >= 400:
             text = (await response.aread()).decode(errors="replace")
             await response.aclose()
             release()
             return self._engine_error(response.status_code, text)
         return StreamingResponse(
-            _rewrite_sse(response, requested, release),
+            _rewrite_sse(response, requested, release, self._count_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(response.aclose),
@@ -218,7 +250,10 @@ def _nothing() -> None:
 
 
 async def _rewrite_sse(
-    response: httpx.Response, requested: str, release: Callable[[], None]
+    response: httpx.Response,
+    requested: str,
+    release: Callable[[], None],
+    count_usage: Callable[[object], None],
 ) -> AsyncIterator[bytes]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
@@ -242,8 +277,10 @@ async def _rewrite_sse(
             except ValueError:
                 yield f"data: {data}\n\n".encode()
                 continue
-            if isinstance(event, dict) and "model" in event:
-                event["model"] = requested
+            if isinstance(event, dict):
+                if "model" in event:
+                    event["model"] = requested
+                count_usage(event.get("usage"))
             yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
         if not done:
             yield b"data: [DONE]\n\n"

@@ -6,13 +6,19 @@ Tests build `Services` directly around a temp `TALKTUAH_HOME`; the API receives 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client.core import Metric
+
 from .config import Settings
+from .downloads.jobs import JobStatus
 from .downloads.manager import DownloadManager
+from .engine.base import EngineState
 from .engine.drivers import make_driver
 from .engine.supervisor import EngineSupervisor
 from .keys import KeyStore
+from .metrics import Metrics, gauge
 from .proxy import EngineProxy
 from .ratelimit import RateLimits
 from .security import ApiKey
@@ -31,6 +37,7 @@ class Services:
     proxy: EngineProxy
     keys: KeyStore
     limits: RateLimits
+    metrics: Metrics
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -43,6 +50,7 @@ class Services:
         store.ensure_dir()
         downloads = DownloadManager(settings, state, store)
         engine = EngineSupervisor(settings, state, store, make_driver(settings))
+        metrics = Metrics()
         services = cls(
             settings=settings,
             api_key=api_key,
@@ -50,12 +58,35 @@ class Services:
             store=store,
             downloads=downloads,
             engine=engine,
-            proxy=EngineProxy(settings, engine),
+            proxy=EngineProxy(settings, engine, metrics),
             keys=KeyStore(state, api_key),
             limits=RateLimits(settings),
+            metrics=metrics,
         )
         downloads.on_activate = services.activate
+        downloads.on_bytes = metrics.download_bytes.inc
+        metrics.watch(services._live_metrics)
         return services
+
+    def _live_metrics(self) -> Iterator[Metric]:
+        jobs = gauge("talktuah_download_jobs", "Download jobs by status", ["status"])
+        counts = self.downloads.jobs.counts()
+        for status in JobStatus:
+            jobs.add_metric([status.value], counts.get(status.value, 0))
+        yield jobs
+        speed = gauge("talktuah_download_speed_bytes_per_second", "Current total download speed")
+        speed.add_metric([], self.downloads.jobs.current_speed())
+        yield speed
+        engine = gauge("talktuah_engine_state", "1 for the engine's current state", ["state"])
+        for state in EngineState:
+            engine.add_metric([state.value], 1 if self.engine.state == state else 0)
+        yield engine
+        restarts = gauge("talktuah_engine_restarts", "Automatic engine restarts in a row")
+        restarts.add_metric([], self.engine.restarts)
+        yield restarts
+        models = gauge("talktuah_models_local", "Models in the models dir")
+        models.add_metric([], len(self.store.list()))
+        yield models
 
     def activate(self, model_id: str) -> None:
         """Make `model_id` the served model: a switch when TalkTuah runs the engine."""

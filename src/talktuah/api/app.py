@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..metrics import Metrics
 from ..services import Services
 from ..ui import STATIC_DIR
 from .auth import AuthDep
 from .errors import install_error_handlers
+from .middleware import RequestContextMiddleware
 from .routers import downloads, engine, keys, meta, models, openai
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
@@ -42,7 +42,6 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(models.router, dependencies=[AuthDep])
@@ -52,26 +51,16 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(keys.router, dependencies=[AuthDep])
     # The dashboard is static; it asks for the key in the browser and calls the API with it.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
-    _install_metrics_middleware(app)
+    settings = services.settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, metrics=services.metrics, max_body=settings.max_request_bytes
+    )
     return app
-
-
-def _route_template(request: Request) -> str:
-    """The matched route's template (`/api/downloads/{job_id}`), to keep label sets small."""
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
-
-
-def _install_metrics_middleware(app: FastAPI) -> None:
-    metrics: Metrics = app.state.metrics
-
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-        return response

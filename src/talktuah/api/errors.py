@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     EngineError,
@@ -28,7 +32,10 @@ from ..errors import (
     SwitchInProgressError,
     TalkTuahError,
 )
+from ..logs import request_id
 from ..proxy import BadRequestError
+
+logger = logging.getLogger(__name__)
 
 STATUS_FOR: dict[type[TalkTuahError], int] = {
     InvalidModelIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -60,24 +67,48 @@ def status_for(exc: TalkTuahError) -> int:
     return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 
-async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
-    """`{"detail": ...}` for everyone; OpenAI-style `error` too on the OpenAI surface."""
-    assert isinstance(exc, TalkTuahError)
-    code = status_for(exc)
-    body: dict[str, object] = {"detail": str(exc)}
+def error_response(
+    request: Request,
+    code: int,
+    message: str,
+    kind: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Every error reply: `detail` for people, the request id to quote, and on the OpenAI
+    surface OpenAI's `error` object so SDKs show the message."""
+    body: dict[str, object] = {"detail": message, "request_id": request_id.get()}
     if request.url.path.startswith("/v1/"):
-        body["error"] = {"message": str(exc), "type": type(exc).__name__, "code": code}
-    headers = {}
-    if isinstance(exc, (EngineLoadingError, RateLimitedError)):
-        headers["Retry-After"] = str(exc.retry_after)
+        body["error"] = {"message": message, "type": kind, "code": code}
     return JSONResponse(body, status_code=code, headers=headers)
 
 
+async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TalkTuahError)
+    headers = {}
+    if isinstance(exc, (EngineLoadingError, RateLimitedError)):
+        headers["Retry-After"] = str(exc.retry_after)
+    return error_response(request, status_for(exc), str(exc), type(exc).__name__, headers)
+
+
 async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
-    message = str(exc)
-    return JSONResponse(
-        {"detail": message, "error": {"message": message, "type": "invalid_request", "code": 400}},
-        status_code=status.HTTP_400_BAD_REQUEST,
+    return error_response(request, 400, str(exc), "invalid_request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(
+        request, exc.status_code, str(exc.detail), "http_error", getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        request,
+        500,
+        f"Internal error ({type(exc).__name__}). It is logged under request id "
+        f"{request_id.get()}; please report it with that id.",
+        "internal_error",
     )
 
 
@@ -88,13 +119,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg"))
-    return JSONResponse(
-        {"detail": "Invalid request: " + "; ".join(str(p) for p in parts) + "."},
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-    )
+    message = "Invalid request: " + "; ".join(str(p) for p in parts) + "."
+    return error_response(request, 422, message, "invalid_request")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TalkTuahError, _talktuah_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(BadRequestError, _bad_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

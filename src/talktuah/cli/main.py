@@ -10,6 +10,7 @@ import uvicorn
 from .. import __version__
 from ..config import Settings
 from ..errors import InsecureConfigError
+from ..logs import configure_logging
 from ..security import check_exposure, resolve_api_key, weakness
 from .chat import chat_app
 from .keys import key_app
@@ -54,6 +55,7 @@ def serve(
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     _announce_key(settings, key.source, key.value)
+    configure_logging(settings.log_format, settings.log_level, [key.value, settings.hf_token or ""])
 
     from ..api import create_app
     from ..services import Services
@@ -67,8 +69,9 @@ def serve(
         create_app(services),
         host=settings.host,
         port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
+        log_config=None,  # configure_logging already routes uvicorn's loggers
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
     )
 
 

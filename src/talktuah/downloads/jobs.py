@@ -229,6 +229,17 @@ class JobStore:
         )
         return [_from_row(r) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        rows = self.state.query("SELECT status, count(*) AS n FROM download_jobs GROUP BY status")
+        return {row["status"]: int(row["n"]) for row in rows}
+
+    def current_speed(self) -> float:
+        rows = self.state.query(
+            "SELECT coalesce(sum(speed_bps), 0) AS bps FROM download_jobs "
+            "WHERE status = 'downloading'"
+        )
+        return float(rows[0]["bps"])
+
     def unfinished(self) -> list[DownloadJob]:
         """Jobs a previous process left queued or running, oldest first."""
         rows = self.state.query(

@@ -80,6 +80,8 @@ class DownloadManager:
         # Called with the model id when a job with activate=true completes; Services points it
         # at the engine supervisor so the model is loaded, not just marked active.
         self.on_activate: Callable[[str], None] = self._mark_active
+        # Called with every chunk's size as it arrives (the bytes-downloaded counter).
+        self.on_bytes: Callable[[int], None] | None = None
         self._policy = RetryPolicy(
             retries=settings.download_retries,
             backoff=settings.download_backoff_seconds,
@@ -236,7 +238,7 @@ class DownloadManager:
         progress = JobProgress(
             job, self.jobs.save,
             interval=self.settings.download_progress_interval,
-            cancel=cancel, shutdown=self._shutdown,
+            cancel=cancel, shutdown=self._shutdown, on_bytes=self.on_bytes,
         )  # fmt: skip
         runner = JobRunner(
             job=job, models_dir=self.store.models_dir, endpoint=self.settings.hf_endpoint,

@@ -42,6 +42,7 @@ class JobProgress:
         window: float = 5.0,
         cancel: threading.Event,
         shutdown: threading.Event,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.job = job
         self._persist = persist
@@ -49,6 +50,7 @@ class JobProgress:
         self._window = window
         self._cancel = cancel
         self._shutdown = shutdown
+        self._on_bytes = on_bytes
         self._lock = threading.Lock()
         self._settled = 0  # bytes of files finished (downloaded or found in cache)
         self._inflight = 0  # bytes of the file being transferred
@@ -74,6 +76,8 @@ class JobProgress:
             self._inflight = max(0, self._inflight + delta)
             if delta > 0:
                 self._received += delta
+                if self._on_bytes is not None:
+                    self._on_bytes(delta)
             self._publish()
 
     def file_restarted(self) -> None:

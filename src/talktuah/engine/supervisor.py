@@ -76,6 +76,10 @@ class EngineSupervisor:
         return self._state
 
     @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @property
     def model(self) -> str | None:
         """The model the engine serves right now (None unless ready)."""
         return self._model if self._state == EngineState.READY else None

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
+from ...logs import remember_secret
 from ...security import rotate_generated_key
 from ..deps import ServicesDep
 
@@ -41,6 +42,7 @@ def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
     new = rotate_generated_key(services.settings, services.keys.env_key)
     services.api_key = new
     services.keys.env_key = new
+    remember_secret(new.value)
     return {
         "key": new.value,
         "message": f"The admin key was replaced and stored in {services.settings.api_key_path}; "

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+import httpx
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ... import __version__
+from ...health import check_health
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["meta"])
@@ -39,41 +40,23 @@ def root() -> dict[str, Any]:
 
 @router.get("/api/healthz")
 def healthz(services: ServicesDep) -> JSONResponse:
-    """Database, models dir and engine: `degraded` while the engine does not serve."""
-    details: dict[str, str] = {}
-    try:
-        services.state.query("SELECT 1")
-        details["database"] = "ok"
-    except Exception as exc:  # any failure here is what health reports, never a 500
-        details["database"] = f"error: {type(exc).__name__}"
-    # Public route: states only, never paths or messages that could carry them.
-    models_dir = services.settings.models_dir
-    if not models_dir.is_dir():
-        details["models_dir"] = "missing"
-    elif not os.access(models_dir, os.W_OK):
-        details["models_dir"] = "read-only"
-    else:
-        details["models_dir"] = "ok"
-    engine = services.engine.status()
-    ready = engine["engine_state"] == "ready"
-    details["engine"] = f"{engine['engine']}: {engine['engine_state']}"
-    if details["database"] != "ok":
-        health = "unhealthy"
-    elif details["models_dir"] != "ok" or not ready:
-        health = "degraded"
-    else:
-        health = "healthy"
-    body = {
-        "status": health,
-        "model_loaded": ready,
-        "upstream_healthy": ready,
-        "details": details,
-    }
+    """`degraded` while the engine does not serve, the disk is nearly full, or the state
+    database cannot be written; `unhealthy` (503) when the database cannot be read."""
+    health, body = check_health(services)
     return JSONResponse(body, status_code=503 if health == "unhealthy" else 200)
 
 
 @router.get("/metrics")
-def metrics(request: Request, services: ServicesDep) -> Response:
-    registry = request.app.state.metrics
-    registry.models_local.set(len(services.store.list()))
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+def metrics(services: ServicesDep) -> Response:
+    """TalkTuah's metrics, then the engine's own when it has them (vLLM does)."""
+    body = services.metrics.render()
+    engine = services.engine
+    if engine.model is not None and engine.driver.manages_models:
+        try:
+            upstream = httpx.get(f"{engine.driver.base_url}/metrics", timeout=2)
+        except httpx.HTTPError:
+            upstream = None
+        if upstream is not None and upstream.status_code == 200:
+            body += b"# Metrics of the engine (" + engine.driver.name.encode() + b")\n"
+            body += upstream.content
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

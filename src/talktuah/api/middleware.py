@@ -1,0 +1,104 @@
+"""Pure ASGI middleware: request ids, body size limits, and HTTP metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed proxy responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..logs import request_id
+from ..metrics import Metrics
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    """Give each request an id (the client's X-Request-ID if sane), echo it, time it, and
+    refuse bodies over the limit with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        given = headers.get("x-request-id", "")
+        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status_code = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code, response_started
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                self._observe(scope, status_code, started)
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body:
+                await self._too_large(send_wrapper, rid)
+                return
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BodyTooLarge:
+            if not response_started:
+                await self._too_large(send_wrapper, rid)
+        finally:
+            request_id.reset(token)
+
+    def _observe(self, scope: Scope, status_code: int, started: float) -> None:
+        route = scope.get("route")
+        template = str(getattr(route, "path", "unmatched"))
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method, template, str(status_code)).inc()
+        self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+
+    async def _too_large(self, send: Send, rid: str) -> None:
+        body = json.dumps(
+            {
+                "detail": f"The request body is larger than {self.max_body} bytes "
+                "(TALKTUAH_MAX_REQUEST_BYTES).",
+                "request_id": rid,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],  # fmt: skip
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
