@@ -16,11 +16,10 @@ from talktuah.config import Settings
 from talktuah.security import ApiKey
 from talktuah.services import Services
 
+from .support.constants import API_KEY
 from .support.hub import Hub
 
-pytest_plugins = ["tests.support.fixtures"]
-
-API_KEY = "tt-test-key-0123456789abcdefghijklmnop"
+pytest_plugins = ["tests.support.fixtures", "tests.support.engine"]
 
 _ENV_WE_READ = (
     "TALKTUAH_HOME", "TALKTUAH_HOST", "TALKTUAH_PORT", "PROXY_API_KEY",

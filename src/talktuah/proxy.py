@@ -116,6 +116,22 @@ class EngineProxy:
         `open_stream` takes a stream slot for the caller's key (raising when none is left)
         and returns its release, called when the stream ends however it ends.
         """
+        stream = bool(body.get("stream", default_stream))
+        try:
+            response = await self._forward(path, body, stream, open_stream)
+        except (TalkTuahError, BadRequestError) as exc:
+            self.metrics.proxy_requests.labels(path, str(stream), type(exc).__name__).inc()
+            raise
+        self.metrics.proxy_requests.labels(path, str(stream), str(response.status_code)).inc()
+        return response
+
+    async def _forward(
+        self,
+        path: str,
+        body: dict[str, Any],
+        stream: bool,
+        open_stream: Callable[[], Callable[[], None]] | None,
+    ) -> Response:
         check = _REQUIRED.get(path)
         if check is not None:
             field, kinds = check
@@ -130,28 +146,18 @@ class EngineProxy:
                 f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
                 f"Switch with POST /api/switch-model?model_id={requested}, or ask for {served!r}."
             )
-        payload = dict(body)
-        payload["model"] = self.supervisor.driver.served_name(served)
-        stream = bool(payload.get("stream", default_stream))
-        payload["stream"] = stream
-        try:
-            if stream:
-                release = open_stream() if open_stream is not None else _nothing
-                try:
-                    response = await self._stream(path, payload, requested, release)
-                except BaseException:
-                    release()
-                    raise
-            else:
-                started = time.perf_counter()
-                upstream = await self._send("POST", path, payload)
-                self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
-                response = self._finish(upstream, requested)
-        except TalkTuahError as exc:
-            self.metrics.proxy_requests.labels(path, str(stream), type(exc).__name__).inc()
-            raise
-        self.metrics.proxy_requests.labels(path, str(stream), str(response.status_code)).inc()
-        return response
+        payload = dict(body, model=self.supervisor.driver.served_name(served), stream=stream)
+        if stream:
+            release = open_stream() if open_stream is not None else _nothing
+            try:
+                return await self._stream(path, payload, requested, release)
+            except BaseException:
+                release()
+                raise
+        started = time.perf_counter()
+        upstream = await self._send("POST", path, payload)
+        self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
+        return self._finish(upstream, requested)
 
     async def _send(
         self, method: str, path: str, payload: dict[str, Any] | None, stream: bool = False

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ..conftest import API_KEY
-from ..engine.conftest import FAKE_ENGINE, MODEL_FILES
+from ..support.engine import FAKE_ENGINE, MODEL_FILES
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
 

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from .conftest import CHAT, MakeClient, wait_status
+from ..support.engine import CHAT, MakeClient, wait_status
 
 
 def test_startup_loads_the_active_model(

@@ -13,7 +13,7 @@ from .. import __version__
 from ..services import Services
 from ..ui import STATIC_DIR
 from .auth import AuthDep
-from .errors import install_error_handlers
+from .errors import error_responses, install_error_handlers
 from .middleware import RequestContextMiddleware
 from .routers import downloads, engine, keys, meta, models, openai
 
@@ -43,12 +43,18 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     )
     app.state.services = services
     install_error_handlers(app)
-    app.include_router(meta.router)
-    app.include_router(models.router, dependencies=[AuthDep])
-    app.include_router(downloads.router, dependencies=[AuthDep])
-    app.include_router(engine.router, dependencies=[AuthDep])
-    app.include_router(openai.router, dependencies=[AuthDep])
-    app.include_router(keys.router, dependencies=[AuthDep])
+    app.include_router(meta.router, responses=error_responses(413, 422))
+    common = (401, 403, 413, 422, 429)
+    for router, extra in (
+        (models.router, (404, 409)),
+        (downloads.router, (404, 409, 502, 507)),
+        (engine.router, (404, 409)),
+        (openai.router, (400, 404, 502, 503, 504)),
+        (keys.router, (404, 409)),
+    ):
+        app.include_router(
+            router, dependencies=[AuthDep], responses=error_responses(*common, *extra)
+        )
     # The dashboard is static; it asks for the key in the browser and calls the API with it.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     settings = services.settings

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
@@ -58,6 +60,34 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
     KeyRotationError: status.HTTP_409_CONFLICT,
 }
+
+
+class ErrorBody(BaseModel):
+    """What every error reply looks like (on /v1 it also carries OpenAI's `error` object)."""
+
+    detail: str
+    request_id: str | None = None
+
+
+_MEANING = {
+    400: "The request body is not valid for the engine",
+    401: "Missing, unknown, revoked or expired API key",
+    403: "The key lacks the scope this route needs, or the models dir is read-only",
+    404: "Unknown model, job, key, or a model that is not served",
+    409: "Conflict with a running download or switch",
+    413: "Request body too large",
+    422: "Invalid parameters",
+    429: "Over the key's rate limit or stream cap (see Retry-After)",
+    502: "The engine or the Hub failed",
+    503: "The engine is still loading (see Retry-After)",
+    504: "The engine did not answer in time",
+    507: "Not enough disk space",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of our error replies (replacing FastAPI's list-shaped 422)."""
+    return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
 
 
 def status_for(exc: TalkTuahError) -> int:

@@ -1,4 +1,4 @@
-"""Engine tests in process: the supervisor and proxy around a misbehaving stand-in engine."""
+"""Fixtures that run TalkTuah in process around the stand-in engine (fake_engine.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from talktuah.config import Settings
 from talktuah.security import ApiKey
 from talktuah.services import Services
 
-from ..conftest import API_KEY
-from ..support.tiny_model import install_in_cache
+from .constants import API_KEY
+from .tiny_model import install_in_cache
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 
@@ -35,31 +35,33 @@ def engine_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return events
 
 
+def start_client(home: Path, **overrides: Any) -> TestClient:
+    """TalkTuah in process with the stand-in engine and `org/a`, `org/b` downloaded; the
+    caller ends it with `client.__exit__(None, None, None)`."""
+    for repo_id in ("org/a", "org/b"):
+        install_in_cache(home / "models" / "hub", repo_id, MODEL_FILES | {"id": repo_id.encode()})
+    defaults: dict[str, Any] = {
+        "home": home, "proxy_api_key": API_KEY, "default_model": "org/a",
+        "engine_executable": str(FAKE_ENGINE), "engine_health_interval": 0.2,
+        "engine_restart_backoff": 0.1, "engine_start_timeout": 20, "engine_stop_timeout": 3,
+    }  # fmt: skip
+    services = Services.build(Settings(**(defaults | overrides)), ApiKey(API_KEY, "env"))
+    return TestClient(
+        create_app(services), headers={"Authorization": f"Bearer {API_KEY}"}
+    ).__enter__()
+
+
 @pytest.fixture
 def make_client(home: Path, engine_events: Path) -> Iterator[MakeClient]:
-    """Start TalkTuah in process with the stand-in engine and `org/a`, `org/b` downloaded."""
-    built: list[tuple[Services, TestClient]] = []
+    """Start TalkTuah in process with the stand-in engine (see `start_client`)."""
+    built: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
-        for repo_id in ("org/a", "org/b"):
-            install_in_cache(
-                home / "models" / "hub", repo_id, MODEL_FILES | {"id": repo_id.encode()}
-            )
-        settings = Settings(
-            home=home, proxy_api_key=API_KEY, default_model="org/a",
-            engine_executable=str(FAKE_ENGINE), engine_health_interval=0.2,
-            engine_restart_backoff=0.1, engine_start_timeout=20, engine_stop_timeout=3,
-            **overrides,
-        )  # fmt: skip
-        services = Services.build(settings, ApiKey(API_KEY, "env"))
-        client = TestClient(
-            create_app(services), headers={"Authorization": f"Bearer {API_KEY}"}
-        ).__enter__()
-        built.append((services, client))
-        return client
+        built.append(start_client(home, **overrides))
+        return built[-1]
 
     yield make
-    for _services, client in built:
+    for client in built:
         client.__exit__(None, None, None)
 
 

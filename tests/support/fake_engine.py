@@ -82,7 +82,8 @@ def main() -> None:
             name = f"{model}@main"
             if not body.get("stream"):
                 message = {"role": "assistant", "content": "fake answer"}
-                self._json(200, {"object": "chat.completion", "model": name,
+                usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+                self._json(200, {"object": "chat.completion", "model": name, "usage": usage,
                                  "choices": [{"index": 0, "message": message}]})  # fmt: skip
                 return
             self.send_response(200)
@@ -96,6 +97,12 @@ def main() -> None:
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                     time.sleep(0.05)
+                usage = {"prompt_tokens": 3, "completion_tokens": count}
+                end = {"index": 0, "delta": {}, "finish_reason": "length"}
+                final = {"object": "chat.completion.chunk", "model": name, "usage": usage,
+                         "choices": [end]}  # fmt: skip
+                self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                self.wfile.flush()
                 record("stream finished")
             except (BrokenPipeError, ConnectionResetError):
                 record("client went away")
