@@ -172,6 +172,11 @@ class EngineProxy:
                 "(TALKTUAH_PROXY_TIMEOUT)."
             ) from exc
         except httpx.TransportError as exc:
+            if self.supervisor.state == EngineState.LOADING:
+                raise EngineLoadingError(
+                    "The engine is being switched to another model; retry shortly.",
+                    retry_after=max(1, math.ceil(self.settings.engine_health_interval * 2)),
+                ) from exc
             raise EngineUnavailableError(
                 f"The engine at {self.supervisor.driver.base_url} is unreachable ({exc}); "
                 "GET /api/model-loading-status shows its state."

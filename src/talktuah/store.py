@@ -128,10 +128,20 @@ class ModelStore:
     def _scan(self) -> HFCacheInfo | None:
         if not self.models_dir.is_dir():
             return None
-        info = scan_cache_dir(self.models_dir)
+        info = self._scan_once()
         for warning in info.warnings:
             logger.warning("skipping a damaged entry in %s: %s", self.models_dir, warning)
         return info
+
+    def _scan_once(self) -> HFCacheInfo:
+        for attempt in range(3):
+            try:
+                return scan_cache_dir(self.models_dir)
+            except FileNotFoundError:
+                # A download or a delete changed the cache while the library walked it.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _find(self, info: HFCacheInfo | None, model_id: str) -> CachedRepoInfo | None:
         if info is None:

@@ -106,3 +106,18 @@ def test_json_logs_carry_request_ids_and_no_keys(
     text = json.dumps(lines)
     assert API_KEY not in text and key not in text and "[redacted]" in text
     assert lines[-1]["message"] == "outside a request" and "request_id" not in lines[-1]
+
+
+def test_an_unexpected_error_is_a_500_with_the_request_id(
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (found by bench/soak.py): the 500 reply carried `request_id: null`."""
+
+    def broken() -> list[object]:
+        raise RuntimeError("the disk caught fire")
+
+    monkeypatch.setattr(services.store, "list", broken)
+    response = client.get("/api/models/local", headers={"X-Request-ID": "soak-1"})
+    assert response.status_code == 500
+    assert response.json()["request_id"] == "soak-1" == response.headers["X-Request-ID"]
+    assert "report it with that id" in response.json()["detail"]

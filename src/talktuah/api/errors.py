@@ -131,17 +131,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(
-        request,
-        500,
-        f"Internal error ({type(exc).__name__}). It is logged under request id "
-        f"{request_id.get()}; please report it with that id.",
-        "internal_error",
-    )
-
-
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """Flatten FastAPI's list of errors into one sentence, as every other error is."""
     assert isinstance(exc, RequestValidationError)
@@ -158,4 +147,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(BadRequestError, _bad_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -6,6 +6,7 @@ Pure ASGI (not BaseHTTPMiddleware) so streamed proxy responses pass through unto
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import request_id
 from ..metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
@@ -73,6 +76,21 @@ class RequestContextMiddleware:
         except BodyTooLarge:
             if not response_started:
                 await self._too_large(send_wrapper, rid)
+        except Exception as exc:
+            # Here, not in an exception handler: Starlette runs those outside all middleware,
+            # where the request id is already gone.
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                raise
+            await self._send_json(
+                send_wrapper,
+                500,
+                {
+                    "detail": f"Internal error ({type(exc).__name__}). It is logged under "
+                    f"request id {rid}; please report it with that id.",
+                    "request_id": rid,
+                },
+            )
         finally:
             request_id.reset(token)
 
@@ -84,17 +102,22 @@ class RequestContextMiddleware:
         self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
 
     async def _too_large(self, send: Send, rid: str) -> None:
-        body = json.dumps(
+        await self._send_json(
+            send,
+            413,
             {
                 "detail": f"The request body is larger than {self.max_body} bytes "
                 "(TALKTUAH_MAX_REQUEST_BYTES).",
                 "request_id": rid,
-            }
-        ).encode()
+            },
+        )
+
+    async def _send_json(self, send: Send, status: int, payload: dict[str, object]) -> None:
+        body = json.dumps(payload).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
