@@ -9,6 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from enum import StrEnum
 
+from ..config import Settings
+from ..errors import EngineError
+from .env import engine_env, find_executable, url_host
+from .ports import pick_port
+from .process import ManagedProcess
+
 
 class EngineState(StrEnum):
     STOPPED = "stopped"
@@ -59,3 +65,43 @@ class EngineDriver(ABC):
     def served_name(self, model_id: str) -> str:
         """The `model` value the engine expects in requests for `model_id`."""
         return model_id
+
+
+class SubprocessDriver(EngineDriver):
+    """An engine TalkTuah runs as a local process (transformers serve, vllm serve)."""
+
+    #: What to tell the user when the executable is missing.
+    missing_help: str = "Install the engine or choose another TALKTUAH_ENGINE."
+
+    def __init__(self, settings: Settings, *, executable: str) -> None:
+        self.settings = settings
+        self.executable = executable
+        self.port = pick_port(settings.engine_host, settings.engine_port)
+        self.process = ManagedProcess(settings.engine_dir, "engine")
+
+    @abstractmethod
+    def command(self, model_id: str, executable: str) -> list[str]:
+        """The argv that serves `model_id` on `self.port`."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{url_host(self.settings.engine_host)}:{self.port}"
+
+    def start(self, model_id: str) -> None:
+        executable = find_executable(self.executable)
+        if executable is None:
+            raise EngineError(f"`{self.executable}` was not found. {self.missing_help}")
+        self.stop()
+        self.process.start(self.command(model_id, executable), engine_env(self.settings))
+
+    def stop(self) -> None:
+        self.process.stop(self.settings.engine_stop_timeout)
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def log_tail(self, lines: int = 50) -> list[str]:
+        return self.process.log_tail(lines)
+
+    def cleanup_orphans(self) -> None:
+        self.process.cleanup_orphan(self.settings.engine_stop_timeout)

@@ -9,11 +9,7 @@ the models dir, and without HF_HUB_OFFLINE the engine's first request hangs on H
 from __future__ import annotations
 
 from ..config import Settings
-from ..errors import EngineError
-from .base import EngineDriver
-from .env import engine_env, find_executable, url_host
-from .ports import pick_port
-from .process import ManagedProcess
+from .base import SubprocessDriver
 
 
 def transformers_command(
@@ -28,39 +24,15 @@ def transformers_command(
     ]  # fmt: skip
 
 
-class TransformersDriver(EngineDriver):
+class TransformersDriver(SubprocessDriver):
     name = "transformers"
+    missing_help = (
+        "Install the CPU engine with `pip install torch==2.13.0 && pip install "
+        "'talktuah[cpu]'`, or choose another engine with TALKTUAH_ENGINE=vllm|docker|external."
+    )
 
     def __init__(self, settings: Settings, *, executable: str = "transformers") -> None:
-        self.settings = settings
-        self.executable = executable
-        self.port = pick_port(settings.engine_host, settings.engine_port)
-        self.process = ManagedProcess(settings.engine_dir, "engine")
+        super().__init__(settings, executable=executable)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{url_host(self.settings.engine_host)}:{self.port}"
-
-    def start(self, model_id: str) -> None:
-        executable = find_executable(self.executable)
-        if executable is None:
-            raise EngineError(
-                "`transformers serve` is not installed. Install the CPU engine with "
-                "`pip install torch==2.13.0 && pip install 'talktuah[cpu]'`, or choose another "
-                "engine with TALKTUAH_ENGINE=vllm|docker|external."
-            )
-        self.stop()
-        argv = transformers_command(self.settings, model_id, self.port, executable)
-        self.process.start(argv, engine_env(self.settings))
-
-    def stop(self) -> None:
-        self.process.stop(self.settings.engine_stop_timeout)
-
-    def running(self) -> bool:
-        return self.process.running()
-
-    def log_tail(self, lines: int = 50) -> list[str]:
-        return self.process.log_tail(lines)
-
-    def cleanup_orphans(self) -> None:
-        self.process.cleanup_orphan(self.settings.engine_stop_timeout)
+    def command(self, model_id: str, executable: str) -> list[str]:
+        return transformers_command(self.settings, model_id, self.port, executable)

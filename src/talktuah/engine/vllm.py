@@ -24,11 +24,7 @@ with a stand-in executable there and run for real only on a GPU machine.
 from __future__ import annotations
 
 from ..config import Settings
-from ..errors import EngineError
-from .base import EngineDriver
-from .env import engine_env, find_executable, url_host
-from .ports import pick_port
-from .process import ManagedProcess
+from .base import SubprocessDriver
 
 #: Environment a user may have set for their own Hugging Face use; the engine gets ours.
 
@@ -59,43 +55,19 @@ def vllm_command(
     return [executable, "serve", *vllm_serve_args(settings, model_id, settings.engine_host, port)]
 
 
-class VllmDriver(EngineDriver):
+class VllmDriver(SubprocessDriver):
     name = "vllm"
+    missing_help = (
+        "Install vLLM on a CUDA machine (`pip install vllm`, in "
+        "TalkTuah's environment or on PATH), run it in a container with "
+        "TALKTUAH_ENGINE=docker, or choose TALKTUAH_ENGINE=transformers|external."
+    )
 
     def __init__(self, settings: Settings, *, executable: str = "vllm") -> None:
-        self.settings = settings
-        self.executable = executable
-        self.port = pick_port(settings.engine_host, settings.engine_port)
-        self.process = ManagedProcess(settings.engine_dir, "engine")
+        super().__init__(settings, executable=executable)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{url_host(self.settings.engine_host)}:{self.port}"
-
-    def start(self, model_id: str) -> None:
-        executable = find_executable(self.executable)
-        if executable is None:
-            raise EngineError(
-                f"`{self.executable}` (vLLM) was not found. Install vLLM on a CUDA machine "
-                "(`pip install vllm`, in TalkTuah's environment or on PATH), run it in a "
-                "container with TALKTUAH_ENGINE=docker, or choose "
-                "TALKTUAH_ENGINE=transformers|external."
-            )
-        self.stop()
-        argv = vllm_command(self.settings, model_id, self.port, executable)
-        self.process.start(argv, engine_env(self.settings))
-
-    def stop(self) -> None:
-        self.process.stop(self.settings.engine_stop_timeout)
-
-    def running(self) -> bool:
-        return self.process.running()
-
-    def log_tail(self, lines: int = 50) -> list[str]:
-        return self.process.log_tail(lines)
-
-    def cleanup_orphans(self) -> None:
-        self.process.cleanup_orphan(self.settings.engine_stop_timeout)
+    def command(self, model_id: str, executable: str) -> list[str]:
+        return vllm_command(self.settings, model_id, self.port, executable)
 
     def served_name(self, model_id: str) -> str:
         return model_id  # we pass --served-model-name <model_id>
