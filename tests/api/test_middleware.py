@@ -121,3 +121,11 @@ def test_an_unexpected_error_is_a_500_with_the_request_id(
     assert response.status_code == 500
     assert response.json()["request_id"] == "soak-1" == response.headers["X-Request-ID"]
     assert "report it with that id" in response.json()["detail"]
+
+
+def test_the_dashboard_is_public_and_locked_down(anon_client: TestClient) -> None:
+    page = anon_client.get("/ui/")
+    assert page.status_code == 200 and "<title>" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "content-security-policy" not in anon_client.get("/").headers

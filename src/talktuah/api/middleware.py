@@ -18,6 +18,12 @@ from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+# The dashboard loads nothing from elsewhere and has no inline script or style.
+_UI_CSP = (
+    b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+    b"connect-src 'self'; frame-ancestors 'none'"
+)
+
 _VALID_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
@@ -53,6 +59,8 @@ class RequestContextMiddleware:
                 response_started = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                if scope.get("path", "").startswith("/ui"):
+                    message["headers"].append((b"content-security-policy", _UI_CSP))
                 self._observe(scope, status_code, started)
             await send(message)
 

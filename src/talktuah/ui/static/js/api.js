@@ -95,13 +95,17 @@ export async function streamEvents(method, path, { query, body, signal, onEvent 
   const reader = response.body.getReader();
   const parser = new SseParser(onEvent);
   const decoder = new TextDecoder();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    parser.feed(decoder.decode(value, { stream: true }));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.feed(decoder.decode(value, { stream: true }));
+    }
+    parser.feed(decoder.decode());
+    parser.end();
+  } finally {
+    reader.cancel().catch(() => {});
   }
-  parser.feed(decoder.decode());
-  parser.end();
 }
 
 /** The text/event-stream format: lines end in \r\n, \n or \r; a blank line ends an event. */

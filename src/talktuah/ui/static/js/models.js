@@ -1,0 +1,289 @@
+// Models: the local list (size, revision, active, complete), switch, delete, and the pull form.
+import { ApiError, get, request } from "./api.js";
+import { $, badge, formatBytes, formatDuration, h, replace, setText, shortSha } from "./dom.js";
+
+const SWITCH_POLL_MS = 500;
+
+export function createModels(ctx) {
+  const body = $("#models-body");
+  const table = $("#models-table");
+  const empty = $("#models-empty");
+  const summary = $("#models-summary");
+  const error = $("#models-error");
+  const switchBox = $("#switch-status");
+  const form = $("#pull-form");
+  const result = $("#pull-result");
+  const dialog = $("#delete-dialog");
+  let models = [];
+  let loaded = false;
+  let switching = null; // {model, timer}
+
+  async function refresh() {
+    try {
+      const { data } = await get("/api/models/local");
+      models = data.models || [];
+      loaded = true;
+      setText(error, "");
+      render(data);
+    } catch (exc) {
+      if (exc.name === "AbortError") return;
+      setText(error, `Could not list models: ${exc.message}`);
+    }
+  }
+
+  function render(data) {
+    const count = models.length;
+    empty.hidden = count > 0;
+    table.hidden = count === 0;
+    setText(
+      summary,
+      count ? `${count} model${count === 1 ? "" : "s"} · ${formatBytes(data.total_size_bytes)}` : "",
+    );
+    replace(body, models.map(row));
+  }
+
+  function row(model) {
+    const revisions = model.revisions || [];
+    const latest = revisions[0];
+    const refs = latest && latest.refs && latest.refs.length ? latest.refs.join(", ") : null;
+    const status = [];
+    if (model.active) status.push(badge("Active", "ok"));
+    if (!model.complete) status.push(badge("Incomplete", "warn", { title: "Some files are missing" }));
+    else if (!model.active) status.push(badge("Downloaded", "muted"));
+    const busy = switching !== null;
+    const useButton = h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-sm",
+        disabled: model.active || !model.complete || busy,
+        "aria-label": `Switch to ${model.model_id}`,
+        title: !model.complete ? "Not completely downloaded" : model.active ? "Already active" : null,
+        onclick: () => switchTo(model.model_id),
+      },
+      model.active ? "In use" : "Use",
+    );
+    const deleteButton = h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-sm btn-danger-ghost",
+        "aria-label": `Delete ${model.model_id}`,
+        onclick: () => confirmDelete(model),
+      },
+      "Delete",
+    );
+    return h(
+      "tr",
+      { dataset: { modelId: model.model_id }, class: model.active ? "is-active" : null },
+      h("th", { scope: "row", class: "model-id", "data-label": "Model" }, model.model_id),
+      h("td", { class: "num", "data-label": "Size" }, h("span", {}, formatBytes(model.size_bytes))),
+      h(
+        "td",
+        { "data-label": "Revision" },
+        h(
+          "span",
+          { class: "revision" },
+          h("code", { title: latest?.commit_hash }, latest ? shortSha(latest.commit_hash) : "—"),
+          refs ? h("span", { class: "muted small" }, ` ${refs}`) : null,
+          revisions.length > 1 ? h("span", { class: "muted small" }, ` +${revisions.length - 1} more`) : null,
+        ),
+      ),
+      h("td", { "data-label": "Status" }, h("span", { class: "badges" }, status)),
+      h("td", { class: "actions" }, useButton, deleteButton),
+    );
+  }
+
+  // -- switch ---------------------------------------------------------------------------
+
+  async function switchTo(modelId) {
+    try {
+      const { data } = await request("POST", "/api/switch-model", { query: { model_id: modelId } });
+      showSwitch("info", data.message || `Loading ${modelId}…`, true);
+      ctx.announce(`Switching to ${modelId}.`);
+      switching = { model: modelId, timer: null };
+      render({ total_size_bytes: models.reduce((n, m) => n + m.size_bytes, 0) });
+      pollSwitch();
+    } catch (exc) {
+      showSwitch("bad", `Could not switch to ${modelId}: ${exc.message}`);
+    }
+  }
+
+  async function pollSwitch() {
+    if (!switching) return;
+    const target = switching.model;
+    let status;
+    try {
+      ({ data: status } = await get("/api/model-loading-status"));
+    } catch (exc) {
+      showSwitch("bad", `Lost track of the switch to ${target}: ${exc.message}`);
+      switching = null;
+      return;
+    }
+    ctx.engineStatus(status);
+    if (status.engine_state === "loading") {
+      const loading = status.loading || {};
+      const phase = loading.phase ? ` — ${loading.phase}` : "";
+      const elapsed = loading.elapsed_seconds != null ? ` (${formatDuration(loading.elapsed_seconds)})` : "";
+      showSwitch("info", `Loading ${loading.model || target}${phase}${elapsed}`, true);
+      switching.timer = setTimeout(pollSwitch, SWITCH_POLL_MS);
+      return;
+    }
+    switching = null;
+    if (status.status === "ready" && status.serving_model === target) {
+      showSwitch("ok", `${target} is ready and serving.`);
+    } else {
+      const reason = status.error || status.message || `the engine is ${status.status}`;
+      const still = status.serving_model ? ` ${status.serving_model} still serves.` : "";
+      const text = `${target} failed to load: ${reason.replace(/\.$/, "")}.${still}`;
+      showSwitch("bad", text, false, status.log_tail);
+    }
+    refresh();
+  }
+
+  function showSwitch(tone, text, spinning = false, logTail = null) {
+    if (!spinning) ctx.announce(text); // the box itself is not live: loading ticks would chatter
+    switchBox.hidden = false;
+    switchBox.className = `notice notice-${tone}`;
+    const parts = [
+      spinning ? h("span", { class: "spinner", "aria-hidden": "true" }) : null,
+      h("span", { class: "notice-text" }, text),
+    ];
+    if (!spinning) {
+      parts.push(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-ghost btn-sm notice-close",
+            onclick: () => (switchBox.hidden = true),
+          },
+          "Dismiss",
+        ),
+      );
+    }
+    const nodes = [h("div", { class: "notice-row" }, parts)];
+    if (logTail && logTail.length) {
+      nodes.push(
+        h(
+          "details",
+          { class: "log-details", open: true },
+          h("summary", {}, "Engine log"),
+          h("pre", { class: "log", tabindex: "0" }, logTail.join("\n")),
+        ),
+      );
+    }
+    replace(switchBox, nodes);
+  }
+
+  // -- delete ---------------------------------------------------------------------------
+
+  function confirmDelete(model) {
+    setText($("#delete-title"), `Delete ${model.model_id}?`);
+    setText(
+      $("#delete-text"),
+      `This removes every revision of ${model.model_id} from the cache ` +
+        `and frees ${formatBytes(model.size_bytes)}.`,
+    );
+    $("#delete-force-row").hidden = !model.active;
+    $("#delete-force").checked = false;
+    $("#delete-confirm").disabled = model.active;
+    dialog.returnValue = "";
+    dialog.onclose = () => {
+      if (dialog.returnValue === "delete") remove(model.model_id, model.active);
+    };
+    dialog.showModal();
+  }
+
+  $("#delete-force").addEventListener("change", (event) => {
+    $("#delete-confirm").disabled = !event.target.checked;
+  });
+
+  async function remove(modelId, force) {
+    try {
+      const { data } = await request("DELETE", "/api/delete-model", {
+        query: { model_id: modelId, force: force ? "true" : "false" },
+      });
+      ctx.toast(data.message || `Deleted ${modelId}.`, "ok");
+    } catch (exc) {
+      ctx.toast(`Could not delete ${modelId}: ${exc.message}`, "bad");
+    }
+    refresh();
+    ctx.refreshEngine();
+  }
+
+  // -- pull -----------------------------------------------------------------------------
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const modelInput = $("#pull-model");
+    const modelId = modelInput.value.trim();
+    result.className = "result";
+    if (!modelId) {
+      modelInput.setAttribute("aria-invalid", "true");
+      setText(result, "Enter a model id such as org/name.");
+      result.classList.add("result-bad");
+      modelInput.focus();
+      return;
+    }
+    modelInput.removeAttribute("aria-invalid");
+    const submit = $("#pull-submit");
+    submit.disabled = true;
+    setText(result, `Requesting ${modelId}…`);
+    try {
+      const { status, data } = await request("POST", "/api/download-model", {
+        query: {
+          model_id: modelId,
+          auto: "true",
+          revision: $("#pull-revision").value.trim() || null,
+          allow_patterns: patterns($("#pull-allow").value),
+          ignore_patterns: patterns($("#pull-ignore").value),
+          activate: $("#pull-activate").checked ? "true" : null,
+        },
+      });
+      form.reset();
+      if (data.status === "complete") {
+        setText(result, data.message || `${modelId} is already downloaded.`);
+        result.classList.add("result-ok");
+        refresh();
+      } else {
+        const verb = status === 202 ? "Download started" : "Already downloading";
+        setText(result, `${verb}: ${modelId} (job ${data.job_id}).`);
+        result.classList.add("result-ok");
+        ctx.downloadStarted(data);
+      }
+    } catch (exc) {
+      setText(result, exc instanceof ApiError ? exc.message : String(exc));
+      result.classList.add("result-bad");
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  function patterns(text) {
+    const parts = text.split(",").map((p) => p.trim()).filter(Boolean);
+    return parts.length ? parts.join(",") : null;
+  }
+
+  $("#models-refresh").addEventListener("click", refresh);
+
+  return {
+    refresh,
+    show() {
+      refresh();
+    },
+    get loaded() {
+      return loaded;
+    },
+    reset() {
+      if (switching && switching.timer) clearTimeout(switching.timer);
+      switching = null;
+      models = [];
+      loaded = false;
+      replace(body);
+      switchBox.hidden = true;
+      setText(result, "");
+      form.reset();
+    },
+  };
+}

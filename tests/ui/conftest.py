@@ -1,0 +1,155 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real
+`talktuah serve` process, the test hub and the stand-in engine.
+
+One server, hub and browser for the module (the tests run in file order); every process
+started here is stopped by its fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from ..support.constants import API_KEY
+from ..support.engine import FAKE_ENGINE
+from ..support.hub import Hub
+from ..support.server import TalkTuahProcess
+from ..support.tiny_model import install_in_cache
+
+CHROMIUM = os.environ.get("TALKTUAH_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+# Installed before the server starts: `org/a` is served at start, `org/old` is there to delete.
+INSTALLED = ("org/a", "org/old")
+
+
+def _model_files(repo_id: str) -> dict[str, bytes]:
+    """Enough for the store to list the model complete; the stand-in engine never reads it."""
+    return {
+        "config.json": json.dumps({"model_type": "llama", "id": repo_id}).encode(),
+        "model.safetensors": repo_id.encode() * 4096,
+    }
+
+
+@pytest.fixture(scope="module")
+def ui_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    server = Hub(tmp_path_factory.mktemp("ui-hub"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server.internal_errors, "test hub crashed:\n" + "\n".join(server.internal_errors)
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_hub: Hub) -> Iterator[TalkTuahProcess]:
+    root = tmp_path_factory.mktemp("ui")
+    home = root / "home"
+    for repo_id in INSTALLED:
+        install_in_cache(home / "models" / "hub", repo_id, _model_files(repo_id))
+    env = {
+        "DEFAULT_MODEL": "org/a",
+        "HF_ENDPOINT": ui_hub.url,
+        "HF_HOME": str(root / "server-hf-home"),
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TALKTUAH_DOWNLOAD_CHUNK_BYTES": "16384",
+        "TALKTUAH_DOWNLOAD_PROGRESS_INTERVAL": "0.1",
+        "TALKTUAH_DOWNLOAD_DISK_MARGIN_BYTES": str(1024 * 1024),
+        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
+        "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
+        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
+        "FAKE_ENGINE_START_DELAY": "1",  # long enough to see "loading" in the page
+    }
+    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
+    proc.start(timeout=20)
+    try:
+        yield proc
+    finally:
+        proc.stop(timeout=5)
+
+
+@pytest.fixture
+def failing_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
+    """A server whose engine dies at start with a message in its log; nothing active."""
+    home = tmp_path / "failing-home"
+    install_in_cache(home / "models" / "hub", "org/broken", _model_files("org/broken"))
+    env = {
+        "HF_HOME": str(tmp_path / "failing-hf-home"),
+        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
+        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
+        "FAKE_ENGINE_FAIL": "the weights of org/broken are corrupt",
+        "FAKE_ENGINE_START_DELAY": "0.5",
+    }
+    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
+    proc.start(timeout=20)
+    try:
+        yield proc
+    finally:
+        proc.stop(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def _new_page(browser: Browser, viewport: dict[str, int]) -> Iterator[Page]:
+    context = browser.new_context(viewport=viewport, color_scheme="light", locale="en-GB")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 500 or (r.status == 404 and "/ui/" in r.url)
+            else None
+        ),
+    )
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def desktop_page(browser: Browser) -> Iterator[Page]:
+    yield from _new_page(browser, DESKTOP)
+
+
+@pytest.fixture
+def phone_page(browser: Browser) -> Iterator[Page]:
+    yield from _new_page(browser, PHONE)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
