@@ -37,65 +37,254 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".talktuah")
-    host: str = DEFAULT_HOST
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
-    proxy_api_key: str = Field("", validation_alias="PROXY_API_KEY", repr=False)
-    hf_token: str | None = Field(None, validation_alias="HF_TOKEN", repr=False)
-    hf_endpoint: str | None = Field(None, validation_alias="HF_ENDPOINT")
-    default_model: str | None = Field(None, validation_alias="DEFAULT_MODEL")
-    url: str | None = None  # TALKTUAH_URL: where the CLI finds the server
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".talktuah",
+        description=(
+            "Where TalkTuah keeps its data: the models dir (`models/hub`, Hugging Face "
+            "cache layout), `state.db`, `api_key` and engine logs."
+        ),
+    )
+    host: str = Field(
+        DEFAULT_HOST,
+        description=(
+            "Address `talktuah serve` binds. Beyond loopback it needs a strong "
+            "`PROXY_API_KEY` (or a generated one)."
+        ),
+    )
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Port `talktuah serve` listens on.")
+    proxy_api_key: str = Field(
+        "",
+        validation_alias="PROXY_API_KEY",
+        repr=False,
+        description=(
+            "The admin API key, sent as `Authorization: Bearer <key>`. Empty: one is "
+            "generated at first start and stored in `$TALKTUAH_HOME/api_key`."
+        ),
+    )
+    hf_token: str | None = Field(
+        None,
+        validation_alias="HF_TOKEN",
+        repr=False,
+        description="Hugging Face token for gated and private repos.",
+    )
+    hf_endpoint: str | None = Field(
+        None,
+        validation_alias="HF_ENDPOINT",
+        description="Another Hub endpoint or a mirror. Unset: huggingface.co.",
+    )
+    default_model: str | None = Field(
+        None,
+        validation_alias="DEFAULT_MODEL",
+        description="The active model on the very first start only; after that `state.db` decides.",
+    )
+    # TALKTUAH_URL: where the CLI finds the server
+    url: str | None = Field(
+        None,
+        description=(
+            "Where CLI commands (`talktuah pull`, ...) find the server. Unset: this "
+            "machine's host and port."
+        ),
+    )
 
     # Downloads (see downloads/manager.py for why each exists).
-    download_workers: int = Field(2, ge=1, le=16)
-    download_retries: int = Field(5, ge=0, le=50)
-    download_backoff_seconds: float = Field(1.0, ge=0)
-    download_backoff_max_seconds: float = Field(30.0, ge=0)
-    download_stall_timeout: float = Field(30.0, gt=0)
-    download_chunk_bytes: int = Field(1024 * 1024, ge=1024)
-    download_disk_margin_bytes: int = Field(512 * 1024 * 1024, ge=0)
-    download_progress_interval: float = Field(0.5, gt=0)
-    download_callback_retries: int = Field(3, ge=0, le=10)
+    download_workers: int = Field(
+        2, ge=1, le=16, description="Downloads that run at once; more wait as `queued`."
+    )
+    download_retries: int = Field(
+        5,
+        ge=0,
+        le=50,
+        description=(
+            "Retries of a transient Hub error (5xx, reset, timeout) before a download fails."
+        ),
+    )
+    download_backoff_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="First wait between retries, in seconds; it doubles each retry, with jitter.",
+    )
+    download_backoff_max_seconds: float = Field(
+        30.0, ge=0, description="Longest wait between two retries, in seconds."
+    )
+    download_stall_timeout: float = Field(
+        30.0, gt=0, description="Seconds without a byte before a transfer is aborted and resumed."
+    )
+    download_chunk_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Read size of a transfer; progress and cancellation react once per chunk.",
+    )
+    download_disk_margin_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Free space kept on top of what a download needs; a download that does not fit "
+            "gets 507."
+        ),
+    )
+    download_progress_interval: float = Field(
+        0.5, gt=0, description="Seconds between two progress updates of a running job."
+    )
+    download_callback_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a failed `callback_url` POST, 1 s, 2 s, 4 s ... apart.",
+    )
 
     # The inference engine (engine/): which driver, and its knobs.
-    engine: Literal["transformers", "vllm", "docker", "external"] = "transformers"
-    engine_url: str | None = None  # TALKTUAH_ENGINE_URL, for the external driver
-    engine_host: str = "127.0.0.1"
-    engine_port: int = Field(0, ge=0, le=65535)  # 0: a free port
-    engine_start_timeout: float = Field(600.0, gt=0)
-    engine_stop_timeout: float = Field(15.0, gt=0)
-    engine_health_interval: float = Field(2.0, gt=0)
-    engine_restart_limit: int = Field(5, ge=0)
-    engine_restart_backoff: float = Field(2.0, ge=0)
-    engine_extra_args: list[str] = Field(default_factory=list)  # JSON list in the environment
-    engine_executable: str | None = None  # path to `transformers` / `vllm` if not on PATH
-    engine_device: str = "auto"
-    engine_dtype: str = "auto"
-    vllm_tensor_parallel_size: int = Field(1, ge=1)
-    vllm_pipeline_parallel_size: int = Field(1, ge=1)
-    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    vllm_max_model_len: int | None = Field(None, ge=1)
-    vllm_distributed_executor_backend: str | None = None  # "ray" for multi-node
-    docker_image: str = "vllm/vllm-openai:latest"
-    docker_container_name: str = "talktuah-engine"
-    docker_gpus: str = "all"  # "all", a count, or "none"
-    docker_shm_size: str = "8g"
+    engine: Literal["transformers", "vllm", "docker", "external"] = Field(
+        "transformers",
+        description=(
+            "The inference engine: `transformers` (embedded, CPU), `vllm` (GPU), `docker` "
+            "(a vLLM container) or `external` (an OpenAI-compatible server run elsewhere)."
+        ),
+    )
+    # TALKTUAH_ENGINE_URL, for the external driver
+    engine_url: str | None = Field(
+        None,
+        description=(
+            "The OpenAI-compatible server of the `external` engine, e.g. `http://vllm:8000`."
+        ),
+    )
+    engine_host: str = Field(
+        "127.0.0.1",
+        description="Address the engine binds (for `docker`: where its port is published).",
+    )
+    # 0: a free port
+    engine_port: int = Field(
+        0, ge=0, le=65535, description="Port of the engine; 0 picks a free one."
+    )
+    engine_start_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a model may take to load before the switch counts as failed.",
+    )
+    engine_stop_timeout: float = Field(
+        15.0, gt=0, description="Seconds between SIGTERM and SIGKILL when the engine is stopped."
+    )
+    engine_health_interval: float = Field(
+        2.0, gt=0, description="Seconds between two engine health checks."
+    )
+    engine_restart_limit: int = Field(
+        5, ge=0, description="Restarts of an engine that died before TalkTuah reports `failed`."
+    )
+    engine_restart_backoff: float = Field(
+        2.0,
+        ge=0,
+        description="First wait before restarting a dead engine, in seconds; it doubles each time.",
+    )
+    # JSON list in the environment
+    engine_extra_args: list[str] = Field(
+        default_factory=list, description="Extra engine command-line arguments, as a JSON list."
+    )
+    # path to `transformers` / `vllm` if not on PATH
+    engine_executable: str | None = Field(
+        None,
+        description=(
+            "Path to `transformers` or `vllm` when it is not beside TalkTuah's Python or on PATH."
+        ),
+    )
+    engine_device: str = Field(
+        "auto", description="`--device` of `transformers serve`: `auto`, `cpu`, `cuda`, ..."
+    )
+    engine_dtype: str = Field(
+        "auto", description="`--dtype` of the engine: `auto`, `bfloat16`, `float16`, `float32`."
+    )
+    vllm_tensor_parallel_size: int = Field(
+        1,
+        ge=1,
+        description=(
+            "vLLM `--tensor-parallel-size`: GPUs a model is split across (per node with Ray)."
+        ),
+    )
+    vllm_pipeline_parallel_size: int = Field(
+        1,
+        ge=1,
+        description="vLLM `--pipeline-parallel-size`: pipeline stages, often the number of nodes.",
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="vLLM `--gpu-memory-utilization`: share of each GPU's memory vLLM may use.",
+    )
+    vllm_max_model_len: int | None = Field(
+        None, ge=1, description="vLLM `--max-model-len` (context length). Unset: the model's own."
+    )
+    # "ray" for multi-node
+    vllm_distributed_executor_backend: str | None = Field(
+        None,
+        description=(
+            "vLLM `--distributed-executor-backend`: `ray` for multi-node, `mp` for one "
+            "node. Unset: vLLM chooses."
+        ),
+    )
+    docker_image: str = Field(
+        "vllm/vllm-openai:latest", description="Image of the `docker` engine's container."
+    )
+    docker_container_name: str = Field(
+        "talktuah-engine", description="Name of the `docker` engine's container."
+    )
+    # "all", a count, or "none"
+    docker_gpus: str = Field(
+        "all",
+        description=(
+            "GPUs of the `docker` engine's container: `all`, a count, `device=0,1` or `none`."
+        ),
+    )
+    docker_shm_size: str = Field(
+        "8g",
+        description=(
+            "`/dev/shm` size of the `docker` engine's container, or `host` for the host's "
+            "IPC namespace."
+        ),
+    )
 
     # Per-key limits (each key may override them): requests per window on the management
     # API and on the proxy, in the `limits` notation ("600/minute"), and concurrent streams.
-    rate_limit: str = "600/minute"
-    proxy_rate_limit: str = "120/minute"
-    max_streams: int = Field(8, ge=1)
+    rate_limit: str = Field(
+        "600/minute",
+        description="Requests per key on the management API (a key may carry its own limit).",
+    )
+    proxy_rate_limit: str = Field(
+        "120/minute",
+        description="Requests per key on the inference proxy (a key may carry its own limit).",
+    )
+    max_streams: int = Field(
+        8, ge=1, description="Concurrent streaming answers per key; one more gets 429."
+    )
 
     # Operations.
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "info"
-    cors_origins: list[str] = Field(default_factory=list)  # JSON list; empty: CORS off
-    max_request_bytes: int = Field(1024 * 1024, ge=1024)  # request bodies larger get 413
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as `text` or `json`."
+    )
+    log_level: str = Field("info", description="Log level: `debug`, `info`, `warning` or `error`.")
+    # JSON list; empty: CORS off
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API, as a JSON list. Empty: CORS off.",
+    )
+    # request bodies larger get 413
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted; a larger one gets 413."
+    )
 
     # The proxy in front of the engine.
-    proxy_load_wait: float = Field(30.0, ge=0)  # how long a request waits for a loading engine
-    proxy_timeout: float = Field(600.0, gt=0)  # upstream read timeout
+    # how long a request waits for a loading engine
+    proxy_load_wait: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Seconds a request waits for a loading model before it gets 503 with `Retry-After`."
+        ),
+    )
+    # upstream read timeout
+    proxy_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds the proxy waits for the engine's answer before it returns 504.",
+    )
 
     @property
     def server_url(self) -> str:

@@ -17,6 +17,7 @@ TalkTuahError
 ├── ModelNotReadyError         switch to a model still downloading     -> 409
 ├── SwitchInProgressError      a switch is already running             -> 409
 ├── EngineError                the engine cannot be started            -> 500
+├── SwitchNotSupportedError    the engine is managed elsewhere          -> 409
 ├── EngineUnavailableError     the engine is down                      -> 502
 ├── EngineLoadingError         still loading after the wait            -> 503
 ├── EngineTimeoutError         the engine did not answer in time       -> 504
@@ -140,3 +141,7 @@ class RateLimitedError(TalkTuahError):
 
 class KeyRotationError(TalkTuahError):
     """The admin key cannot be rotated by TalkTuah (it comes from the environment)."""
+
+
+class SwitchNotSupportedError(TalkTuahError):
+    """The engine is run outside TalkTuah (TALKTUAH_ENGINE=external): it cannot switch."""

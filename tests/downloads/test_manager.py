@@ -326,3 +326,23 @@ def test_percent_is_100_only_when_complete() -> None:
     assert job.progress == 99, "bytes are in but verification has not finished"
     job.status = JobStatus.COMPLETE
     assert job.progress == 100
+
+
+def test_an_unreachable_hub_at_planning_is_502_not_500(client: TestClient, hub: Hub) -> None:
+    """Regression: a refused connection while listing the repo's files answered 500."""
+    hub.stop()
+    response = client.post("/api/download-model", params={"model_id": "org/any", "auto": "true"})
+    assert response.status_code == 502
+    assert "Cannot reach the Hub" in response.json()["detail"]
+    assert client.get("/api/downloads").json()["count"] == 0
+
+
+def test_offline_mode_at_planning_is_502_with_the_fix(
+    client: TestClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    hub.add_repo("org/any", make_files(n_files=1, size=1_000, seed=17))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    response = client.post("/api/download-model", params={"model_id": "org/any", "auto": "true"})
+    assert response.status_code == 502 and "HF_HUB_OFFLINE" in response.json()["detail"]

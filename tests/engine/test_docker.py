@@ -8,6 +8,7 @@ bindings, device requests, stop timeouts), as well as the driver's own view.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ def test_spec_for_default_settings(home: Path) -> None:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            "HOME": "/tmp",
+            "USER": "talktuah",
         },
         "ports": {"8000/tcp": ("127.0.0.1", 18123)},
+        "user": f"{os.getuid()}:{os.getgid()}",
         "shm_size": "8g",
         "device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
     }

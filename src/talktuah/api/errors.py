@@ -32,6 +32,7 @@ from ..errors import (
     RateLimitedError,
     StoragePermissionError,
     SwitchInProgressError,
+    SwitchNotSupportedError,
     TalkTuahError,
 )
 from ..logs import request_id
@@ -51,6 +52,7 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     InsufficientStorageError: status.HTTP_507_INSUFFICIENT_STORAGE,
     ModelNotReadyError: status.HTTP_409_CONFLICT,
     SwitchInProgressError: status.HTTP_409_CONFLICT,
+    SwitchNotSupportedError: status.HTTP_409_CONFLICT,
     EngineError: status.HTTP_500_INTERNAL_SERVER_ERROR,
     EngineUnavailableError: status.HTTP_502_BAD_GATEWAY,
     EngineLoadingError: status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, try_to_load
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -77,10 +78,18 @@ def plan_download(
             f"{model_id} was not found on the Hub. Check the spelling (ids are "
             "case-sensitive); if it is private, set HF_TOKEN to a token with access."
         ) from exc
-    except HfHubHTTPError as exc:
+    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
         raise HubUnavailableError(
             f"The Hub did not answer the file list for {model_id}: {exc}. "
-            "Retry later, or set HF_ENDPOINT to a reachable mirror."
+            "Retry later, or set HF_ENDPOINT to a reachable mirror (and unset HF_HUB_OFFLINE)."
+        ) from exc
+    except Exception as exc:
+        if not is_network_error(exc):
+            raise
+        raise HubUnavailableError(
+            f"Cannot reach the Hub at {api.endpoint} for {model_id} "
+            f"({type(exc).__name__}: {exc}). Check the network, or set HF_ENDPOINT to a "
+            "reachable mirror."
         ) from exc
     if not info.sha or info.siblings is None:
         raise HubUnavailableError(
@@ -117,6 +126,14 @@ def plan_download(
         )
     )
     return DownloadPlan(commit_hash=info.sha, files=files, cached=cached)
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """A transport failure of huggingface_hub's HTTP client (its own httpx fork) or ours."""
+    module = type(exc).__module__
+    return module.startswith(("httpx", "httpcore")) or isinstance(
+        exc, (ConnectionError, TimeoutError)
+    )
 
 
 def _size_from_head(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> int:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from huggingface_hub import (
     HfApi,
     get_hf_file_metadata,
@@ -43,6 +42,7 @@ from ..errors import (
     IntegrityError,
 )
 from .jobs import DownloadJob, PlannedFile
+from .plan import is_network_error
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ def is_transient(exc: BaseException) -> bool:
         response = getattr(exc, "response", None)
         code = getattr(response, "status_code", None)
         return code is None or code >= 500 or code in (408, 429)
-    if isinstance(exc, (httpx.TransportError, TimeoutError, ConnectionError)):
-        return True
-    if type(exc).__module__.startswith("httpx"):  # huggingface_hub's own httpx fork
+    if is_network_error(exc):
         return True
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
         return True  # a connection dropped and the body came up short

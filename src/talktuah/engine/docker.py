@@ -18,6 +18,7 @@ with its own home, so two TalkTuahs on one Docker host leave each other's engine
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +97,12 @@ def container_spec(settings: Settings, model_id: str, port: int) -> dict[str, An
             "DO_NOT_TRACK": "1",
         },
         "ports": {f"{CONTAINER_PORT}/tcp": (settings.engine_host, port)},
+        # As TalkTuah's own user: whatever the engine writes in the shared models dir stays
+        # deletable through the API (the seed's root-owned files needed sudo). HOME/USER
+        # because torch asks for the user name, which an unnamed uid does not have.
+        "user": f"{os.getuid()}:{os.getgid()}",
     }
+    spec["environment"].update({"HOME": "/tmp", "USER": "talktuah"})
     # vLLM's tensor-parallel workers share memory through /dev/shm; Docker's default 64 MB
     # is far too small. TALKTUAH_DOCKER_SHM_SIZE=host shares the host's IPC namespace.
     if settings.docker_shm_size.strip().lower() == "host":

@@ -24,6 +24,7 @@ from ..errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     SwitchInProgressError,
+    SwitchNotSupportedError,
 )
 from ..state import StateDB
 from ..store import ModelStore, validate_model_id
@@ -155,8 +156,10 @@ class EngineSupervisor:
         """Start loading `model_id` in the background; raise at once if it cannot be tried."""
         validate_model_id(model_id)
         if not self.driver.manages_models:
-            raise EngineError(
-                f"The {self.driver.name} engine is managed outside TalkTuah; switch models there."
+            raise SwitchNotSupportedError(
+                f"The {self.driver.name} engine at {self.driver.base_url} is run outside "
+                "TalkTuah: change its model there (TALKTUAH_ENGINE=transformers|vllm|docker "
+                "lets TalkTuah switch models)."
             )
         model = self.store.get(model_id)  # ModelNotFoundError -> 404
         if not model.complete:

@@ -13,19 +13,27 @@ from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...downloads.instructions import manual_instructions
-from ...downloads.jobs import DownloadJob
+from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
 from ...store import validate_model_id
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["downloads"])
 
-IDLE = {
-    "status": "idle", "progress": 0, "model": None, "model_id": None, "job_id": None,
-    "error": None, "started_at": None, "completed_at": None, "bytes_done": 0,
-    "bytes_total": None, "speed_bps": None, "eta_seconds": None, "files_done": 0,
-    "files_total": None,
-}  # fmt: skip
+
+def _idle() -> dict[str, Any]:
+    """The answer when there is no job: every key a job has, so clients parse one shape."""
+    blank = DownloadJob(id="", model_id="", revision="", status=JobStatus.QUEUED,
+                        created_at="", updated_at="").to_api()  # fmt: skip
+    return {key: None for key in blank} | {
+        "status": "idle",
+        "progress": 0,
+        "bytes_done": 0,
+        "files_done": 0,
+        "activate": False,
+        "attempts": 0,
+    }
+
 
 EVENT_POLL_SECONDS = 0.25
 
@@ -118,7 +126,7 @@ def download_progress(
         job = jobs.latest_for(model_id)
     else:
         job = jobs.latest()
-    return job.to_api() if job is not None else dict(IDLE)
+    return job.to_api() if job is not None else _idle()
 
 
 @router.get("/downloads")
