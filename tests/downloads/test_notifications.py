@@ -100,3 +100,20 @@ def test_a_failing_callback_never_fails_the_job(
     while "callback for job" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert f"callback for job {job['job_id']} to {dead} failed after 2 attempts" in caplog.text
+
+
+def test_readers_see_only_the_callbacks_origin(
+    client: TestClient, hub: Hub, receiver: Receiver, wait_for: WaitFor
+) -> None:
+    """n8n webhook paths are secrets: a models:read key must not learn them."""
+    hub.add_repo("org/secret-hook", make_files(n_files=1, size=1_000, seed=34))
+    job = start_download(client, "org/secret-hook", callback_url=receiver.url + "/a1b2c3")
+    wait_for(job["job_id"])
+    reader = client.post("/api/keys", json={"name": "r", "scopes": ["models:read"]}).json()
+    headers = {"Authorization": f"Bearer {reader['key']}"}
+    seen = client.get(f"/api/downloads/{job['job_id']}", headers=headers).json()
+    assert seen["callback_url"] == receiver.url.rsplit("/", 1)[0] + "/…"
+    listed = client.get("/api/downloads", headers=headers).json()["downloads"][0]
+    assert "a1b2c3" not in json.dumps(listed)
+    writer = client.get(f"/api/downloads/{job['job_id']}").json()
+    assert writer["callback_url"] == receiver.url + "/a1b2c3"

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import JobNotFoundError
 from ..state import StateDB
@@ -74,8 +75,16 @@ class DownloadJob:
             return 0
         return min(99, self.bytes_done * 100 // self.bytes_total)
 
-    def to_api(self) -> dict[str, Any]:
-        """The job as clients see it: the seed's progress fields plus ours."""
+    def to_api(self, *, reveal_callback: bool = True) -> dict[str, Any]:
+        """The job as clients see it: the seed's progress fields plus ours.
+
+        A webhook URL often is its own secret (n8n's are), so readers who may not start
+        downloads see only its origin.
+        """
+        callback = self.callback_url
+        if callback and not reveal_callback:
+            parts = urlsplit(callback)
+            callback = f"{parts.scheme}://{parts.netloc}/…"
         return {
             "job_id": self.id,
             "status": str(self.status),
@@ -94,7 +103,7 @@ class DownloadJob:
             "allow_patterns": self.allow_patterns,
             "ignore_patterns": self.ignore_patterns,
             "activate": self.activate,
-            "callback_url": self.callback_url,
+            "callback_url": callback,
             "attempts": self.attempts,
             "created_at": self.created_at,
             "started_at": self.started_at,

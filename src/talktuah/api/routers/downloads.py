@@ -15,7 +15,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ...downloads.instructions import manual_instructions
 from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
+from ...keys import Principal, Scope
 from ...store import validate_model_id
+from ..auth import PrincipalDep
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["downloads"])
@@ -110,9 +112,14 @@ def download_model(
     }
 
 
+def _reveal(principal: Principal) -> bool:
+    return principal.allows(Scope.MODELS_WRITE)
+
+
 @router.get("/download-progress")
 def download_progress(
     services: ServicesDep,
+    principal: PrincipalDep,
     job_id: str | None = Query(None),
     model_id: str | None = Query(None),
 ) -> dict[str, Any]:
@@ -126,18 +133,21 @@ def download_progress(
         job = jobs.latest_for(model_id)
     else:
         job = jobs.latest()
-    return job.to_api() if job is not None else _idle()
+    return job.to_api(reveal_callback=_reveal(principal)) if job is not None else _idle()
 
 
 @router.get("/downloads")
-def list_downloads(services: ServicesDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+def list_downloads(
+    services: ServicesDep, principal: PrincipalDep, limit: int = Query(100, ge=1, le=1000)
+) -> dict[str, Any]:
     jobs = services.downloads.jobs.recent(limit=limit)
-    return {"downloads": [j.to_api() for j in jobs], "count": len(jobs)}
+    reveal = _reveal(principal)
+    return {"downloads": [j.to_api(reveal_callback=reveal) for j in jobs], "count": len(jobs)}
 
 
 @router.get("/downloads/{job_id}")
-def get_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
-    return services.downloads.get(job_id).to_api()
+def get_download(services: ServicesDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
+    return services.downloads.get(job_id).to_api(reveal_callback=_reveal(principal))
 
 
 @router.delete("/downloads/{job_id}")
@@ -152,7 +162,7 @@ def cancel_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
 
 @router.get("/downloads/{job_id}/events")
 async def download_events(
-    request: Request, services: ServicesDep, job_id: str
+    request: Request, services: ServicesDep, principal: PrincipalDep, job_id: str
 ) -> EventSourceResponse:
     """Server-sent events: one `progress` event per change, closed when the job ends."""
     first = await run_in_threadpool(services.downloads.get, job_id)
@@ -164,7 +174,8 @@ async def download_events(
             key = (job.status, job.bytes_done, job.files_done, job.error)
             if key != last:
                 last = key
-                yield ServerSentEvent(data=json.dumps(job.to_api()), event="progress")
+                body = job.to_api(reveal_callback=_reveal(principal))
+                yield ServerSentEvent(data=json.dumps(body), event="progress")
             if not job.status.live or await request.is_disconnected():
                 return
             await asyncio.sleep(EVENT_POLL_SECONDS)
