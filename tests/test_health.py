@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 
-import pytest
 from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
 from .support.engine import MakeClient, wait_status
+from .support.fs import small_filesystem
 
 
 def health(client: TestClient) -> dict[str, object]:
@@ -51,17 +50,10 @@ def test_database_not_writable_degrades_and_unreadable_is_unhealthy(
 
 def test_nearly_full_disk_degrades(client: TestClient, services: Services) -> None:
     models_dir = services.store.models_dir
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(models_dir)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"mounting a tmpfs needs root here: {mounted.stderr.decode()}")
-    try:
+    with small_filesystem(models_dir, "4m"):
         assert health(client)["details"]["disk"] == "ok"  # type: ignore[index]
         (models_dir / "filler").write_bytes(b"\0" * (4 * 1024 * 1024 - 64 * 1024))
         body = health(client)
         assert str(body["details"]["disk"]).startswith("nearly full")  # type: ignore[index]
         assert body["status"] == "degraded"
         assert str(models_dir) not in json.dumps(body), "a public route reveals no paths"
-    finally:
-        subprocess.run(["umount", str(models_dir)], check=True)

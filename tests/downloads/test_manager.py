@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from talktuah.downloads.jobs import DownloadJob, JobStatus, PlannedFile
 from talktuah.downloads.manager import DownloadRequest
 from talktuah.services import Services
 
+from ..support.fs import small_filesystem
 from ..support.hub import DEFAULT_TOKEN, Hub, make_files
 from .conftest import WaitFor, start_download
 
@@ -253,13 +253,7 @@ def test_a_real_small_filesystem_is_refused(
     client: TestClient, services: Services, hub: Hub
 ) -> None:
     """A 1 MiB tmpfs under the models dir: the preflight reads the real free space."""
-    models_dir = services.store.models_dir
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(models_dir)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"mounting a tmpfs needs root here: {mounted.stderr.decode()}")
-    try:
+    with small_filesystem(services.store.models_dir, "1m"):
         hub.add_repo("org/toobig", make_files(n_files=2, size=1_000_000, seed=12))
         response = client.post(
             "/api/download-model", params={"model_id": "org/toobig", "auto": "true"}
@@ -267,8 +261,6 @@ def test_a_real_small_filesystem_is_refused(
         assert response.status_code == 507, response.text
         assert "1.9 MB" in response.json()["detail"]
         assert local(client) == {}
-    finally:
-        subprocess.run(["umount", str(models_dir)], check=True)
 
 
 def test_delete_is_refused_while_downloading(

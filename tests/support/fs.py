@@ -50,3 +50,17 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
         str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
     }
+
+
+@contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[None]:
+    """Mount a tmpfs of `size` (e.g. "4m") on `path`: a disk that really fills up."""
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"mounting a tmpfs needs root here: {mounted.stderr.decode()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True, capture_output=True)
