@@ -48,13 +48,21 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_alt_src(p: argparse.ArgumentParser) -> None:
-    """`--alt-src DIR`: also run TalkTuah from another checkout's `src/` (a proposed fix),
-    side by side with this one in the same rounds."""
+    """`--alt-src DIR` (repeatable): also run TalkTuah from another checkout's `src/` (a
+    proposed fix), side by side with this one in the same rounds."""
     p.add_argument(
         "--alt-src",
         metavar="DIR",
+        action="append",
+        default=[],
         help="also measure TalkTuah imported from DIR (e.g. a patched checkout's src/)",
     )
+
+
+def alt_label(src: str) -> str:
+    """A short name for an alternative checkout: the directory above `src/`, or `src` itself."""
+    path = Path(src).resolve()
+    return path.parent.name if path.name == "src" else path.name
 
 
 def alt_src_env(src: str | None) -> dict[str, str]:

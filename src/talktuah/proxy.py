@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -260,6 +261,9 @@ def _nothing() -> None:
     return None
 
 
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
 async def _rewrite_sse(
     response: httpx.Response,
     requested: str,
@@ -268,33 +272,58 @@ async def _rewrite_sse(
 ) -> AsyncIterator[bytes]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
+    Bytes in, bytes out: an event is re-encoded only when it carries `usage` (counted) or
+    does not look like a plain chunk; otherwise only its `"model"` value is swapped in place.
+    Everything that arrived in one read from the engine goes out in one write.
+
     If the client goes away, Starlette cancels this generator; closing the upstream
     response (the `finally`) then cancels the engine's generation too.
     """
+    model_field = b'"model":' + json.dumps(requested).encode()
     done = False
+    pending = b""
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                if line and not line.startswith(":"):
-                    yield (line + "\n").encode()
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                done = True
-                yield b"data: [DONE]\n\n"
-                continue
-            try:
-                event = json.loads(data)
-            except ValueError:
-                yield f"data: {data}\n\n".encode()
-                continue
-            if isinstance(event, dict):
-                if "model" in event:
-                    event["model"] = requested
-                count_usage(event.get("usage"))
-            yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+        async for raw in response.aiter_bytes():
+            *lines, pending = (pending + raw).split(b"\n")
+            out = []
+            for line in lines:
+                piece = _rewrite_line(line, model_field, requested, count_usage)
+                done = done or piece == _DONE
+                out.append(piece)
+            if out:
+                yield b"".join(out)
+        if pending.strip():
+            piece = _rewrite_line(pending, model_field, requested, count_usage)
+            done = done or piece == _DONE
+            yield piece
         if not done:
-            yield b"data: [DONE]\n\n"
+            yield _DONE
     finally:
         release()
         await response.aclose()
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _rewrite_line(
+    line: bytes, model_field: bytes, requested: str, count_usage: Callable[[object], None]
+) -> bytes:
+    line = line.rstrip(b"\r")
+    if not line.startswith(b"data:"):
+        return line + b"\n" if line and not line.startswith(b":") else b""
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return _DONE
+    if data.startswith(b"{") and b'"usage"' not in data and data.count(b'"model"') <= 1:
+        # The common chunk: swap the model id without parsing the JSON.
+        return b"data: " + _MODEL_FIELD.sub(lambda _: model_field, data, count=1) + b"\n\n"
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return b"data: " + data + b"\n\n"
+    if isinstance(event, dict):
+        if "model" in event:
+            event["model"] = requested
+        count_usage(event.get("usage"))
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()

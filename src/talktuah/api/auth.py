@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..keys import Principal, Scope
@@ -17,7 +18,7 @@ _bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or a key from
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def authorize(
+async def authorize(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -33,7 +34,12 @@ def authorize(
             ),
             headers=_CHALLENGE,
         )
-    principal = services.keys.authenticate(credentials.credentials)
+    keys = services.keys
+    if keys.env_key.matches(credentials.credentials):
+        principal = keys.authenticate(credentials.credentials)  # the admin key: no database
+    else:
+        # Stored keys are looked up (and now and then touched) in SQLite: off the event loop.
+        principal = await run_in_threadpool(keys.authenticate, credentials.credentials)
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

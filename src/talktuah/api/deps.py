@@ -1,4 +1,8 @@
-"""Named dependencies, so routers say what they need and not how to get it."""
+"""Named dependencies, so routers say what they need and not how to get it.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool,
+a thread hop per request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,16 @@ from ..state import StateDB
 from ..store import ModelStore
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_store(services: Annotated[Services, Depends(get_services)]) -> ModelStore:
+async def get_store(services: Annotated[Services, Depends(get_services)]) -> ModelStore:
     return services.store
 
 
-def get_state(services: Annotated[Services, Depends(get_services)]) -> StateDB:
+async def get_state(services: Annotated[Services, Depends(get_services)]) -> StateDB:
     return services.state
 
 

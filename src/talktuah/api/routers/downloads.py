@@ -37,7 +37,7 @@ def _idle() -> dict[str, Any]:
     }
 
 
-EVENT_POLL_SECONDS = 0.25
+EVENT_POLL_SECONDS = 0.05
 
 
 def _patterns(values: list[str] | None) -> list[str] | None:

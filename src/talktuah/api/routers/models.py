@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ...store import LocalModel
 from ..deps import ServicesDep, StoreDep
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -41,9 +41,17 @@ def model_status(services: ServicesDep) -> dict[str, Any]:
 def models_local(store: StoreDep) -> dict[str, Any]:
     models = store.list()
     return {
-        "models": [asdict(m) | {"size_mb": m.size_mb} for m in models],
+        "models": [_model_json(m) for m in models],
         "count": len(models),
         "total_size_bytes": sum(m.size_bytes for m in models),
+    }
+
+
+def _model_json(model: LocalModel) -> dict[str, Any]:
+    """`asdict` without its deep copy: every value is already JSON-ready."""
+    return vars(model) | {
+        "revisions": [dict(vars(rev)) for rev in model.revisions],
+        "size_mb": model.size_mb,
     }
 
 
