@@ -55,17 +55,6 @@ def cli(
     )  # fmt: skip
 
 
-def wait_ready(proc: TalkTuahProcess, model: str = "org/a") -> None:
-    deadline = time.monotonic() + 30
-    with proc.client() as client:
-        while True:
-            status = client.get("/api/model-loading-status").json()
-            if status["status"] == "ready" and status["serving_model"] == model:
-                return
-            assert time.monotonic() < deadline, status
-            time.sleep(0.1)
-
-
 def test_pull_shows_progress_and_ends_in_ls(server: TalkTuahProcess, hub: Hub) -> None:
     hub.add_repo("org/pulled", make_files(n_files=2, size=120_000, seed=51))
     hub.faults.throttle_bps = 600_000
@@ -126,7 +115,7 @@ def test_ctrl_c_asks_whether_to_cancel(server: TalkTuahProcess, hub: Hub) -> Non
 
 def test_use_ps_chat_and_rm(server: TalkTuahProcess, home: Path) -> None:
     install_in_cache(home / "models" / "hub", "org/b", MODEL_FILES | {"b": b"b"})
-    wait_ready(server)
+    server.wait_engine("org/a")
     used = cli(server.url, "use", "org/b")
     assert used.returncode == 0 and "org/b is serving." in used.stderr, used.stderr
     ps = cli(server.url, "ps")

@@ -36,11 +36,7 @@ def test_a_client_that_disconnects_cancels_the_upstream_stream(
 ) -> None:
     """A long generation whose client went away must not keep the (single-request) engine busy."""
     proc, events = server
-    deadline = time.monotonic() + 30
-    with proc.client() as client:
-        while client.get("/api/model-loading-status").json()["status"] != "ready":
-            assert time.monotonic() < deadline, proc.log()
-            time.sleep(0.1)
+    proc.wait_engine()
     body = {
         "model": "org/a",
         "messages": [{"role": "user", "content": "hi"}],
@@ -63,11 +59,8 @@ def test_the_concurrent_stream_cap_holds_under_parallel_chats(
     server: tuple[TalkTuahProcess, Path],
 ) -> None:
     proc, _events = server
-    deadline = time.monotonic() + 30
+    proc.wait_engine()
     with proc.client() as admin:
-        while admin.get("/api/model-loading-status").json()["status"] != "ready":
-            assert time.monotonic() < deadline, proc.log()
-            time.sleep(0.1)
         created = admin.post(
             "/api/keys", json={"name": "chatty", "scopes": ["infer"], "max_streams": 2}
         ).json()

@@ -79,11 +79,7 @@ def test_sigterm_lets_an_in_flight_request_finish(home: Path) -> None:
     server = TalkTuahProcess(home, api_key=API_KEY, env=env)
     server.start()
     try:
-        with server.client() as client:
-            deadline = time.monotonic() + 20
-            while client.get("/api/model-loading-status").json()["status"] != "ready":
-                assert time.monotonic() < deadline, server.log()
-                time.sleep(0.1)
+        server.wait_engine()
         engine_pid = json.loads((home / "engine" / "engine.pid").read_text())["pid"]
         answers: list[httpx.Response] = []
         body = {"model": "org/a", "messages": [{"role": "user", "content": "hi"}]}

@@ -86,6 +86,18 @@ class TalkTuahProcess:
             time.sleep(0.1)
         raise TimeoutError(f"talktuah serve not ready after {timeout}s:\n{self.log()}")
 
+    def wait_engine(self, model: str | None = None, timeout: float = 30) -> dict[str, object]:
+        """Poll /api/model-loading-status until the engine is ready (serving `model`)."""
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while True:
+                status: dict[str, object] = client.get("/api/model-loading-status").json()
+                if status["status"] == "ready" and model in (None, status["serving_model"]):
+                    return status
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"engine not ready: {status}\n{self.log()[-3000:]}")
+                time.sleep(0.1)
+
     def wait_exit(self, timeout: float = 15) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
