@@ -138,6 +138,17 @@ def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[Any] | None 
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 
+def launch(argv: list[str], ready_url: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `argv` and wait until `ready_url` answers; never leaves it running on failure."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen)
+    try:
+        wait_http(ready_url, proc=proc)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
 def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL after `timeout`; a no-op for a process that already ended."""
     if proc is None or proc.poll() is not None:

@@ -45,6 +45,7 @@ from _common import (
     alt_label,
     alt_src_env,
     free_port,
+    launch,
     median,
     parser,
     percentile,
@@ -52,7 +53,6 @@ from _common import (
     stop_process,
     table,
     verdict,
-    wait_http,
     write_results,
 )
 
@@ -247,16 +247,9 @@ def run_async(coro: Any) -> Any:
 
 def start_upstream(tokens: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
-         "--tokens", str(tokens)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc=proc)
-    except BaseException:
-        stop_process(proc)
-        raise
+    argv = [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
+            "--tokens", str(tokens)]  # fmt: skip
+    proc = launch(argv, f"http://127.0.0.1:{port}/v1/models", stdout=subprocess.DEVNULL)
     return proc, port
 
 
@@ -269,15 +262,11 @@ def start_nginx(prefix: Path, upstream_port: int) -> tuple[subprocess.Popen[byte
     conf = conf.replace("@LISTEN_PORT@", str(port)).replace("@UPSTREAM_PORT@", str(upstream_port))
     conf_path = prefix / "nginx.conf"
     conf_path.write_text(conf)
-    proc = subprocess.Popen(
-        [nginx, "-c", str(conf_path), "-p", str(prefix), "-e", str(prefix / "error.log")],
+    argv = [nginx, "-c", str(conf_path), "-p", str(prefix), "-e", str(prefix / "error.log")]
+    proc = launch(
+        argv, f"http://127.0.0.1:{port}/v1/models",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc=proc)
-    except BaseException:
-        stop_process(proc)
-        raise
     return proc, port
 
 
