@@ -27,6 +27,7 @@ from .errors import (
     ModelNotFoundError,
     StoragePermissionError,
 )
+from .scan_cache import ScanCache
 from .state import StateDB
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class ModelStore:
         self.models_dir = models_dir
         self.state = state
         self.jobs = JobStore(state)
+        self.scans = ScanCache(models_dir, self._scan_once)
 
     def active_download(self, model_id: str) -> str | None:
         job = self.jobs.live_for(model_id)
@@ -125,22 +127,24 @@ class ModelStore:
     def ensure_dir(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
 
-    def _scan(self) -> HFCacheInfo | None:
+    def _scan(self, *, fresh: bool = False) -> HFCacheInfo | None:
+        """The cache as the library sees it; `fresh` skips the reuse of an unchanged scan."""
         if not self.models_dir.is_dir():
             return None
-        info = self._scan_once()
-        for warning in info.warnings:
-            logger.warning("skipping a damaged entry in %s: %s", self.models_dir, warning)
-        return info
+        return self._scan_once() if fresh else self.scans.get()
 
     def _scan_once(self) -> HFCacheInfo:
         for attempt in range(3):
             try:
-                return scan_cache_dir(self.models_dir)
+                info = scan_cache_dir(self.models_dir)
             except FileNotFoundError:
                 # A download or a delete changed the cache while the library walked it.
                 if attempt == 2:
                     raise
+                continue
+            for warning in info.warnings:  # once per scan, not once per (cached) listing
+                logger.warning("skipping a damaged entry in %s: %s", self.models_dir, warning)
+            return info
         raise AssertionError("unreachable")
 
     def _find(self, info: HFCacheInfo | None, model_id: str) -> CachedRepoInfo | None:
@@ -190,7 +194,7 @@ class ModelStore:
                 f"{model_id} is being downloaded (job {job_id}). Cancel it first with "
                 f"DELETE /api/downloads/{job_id}, then delete the model."
             )
-        info = self._scan()
+        info = self._scan(fresh=True)  # what is on disk now, not what was listed
         repo = self._find(info, model_id)
         if info is None or repo is None:
             raise self._not_found(model_id)
@@ -208,6 +212,7 @@ class ModelStore:
             raise self._permission_error(model_id, repo.repo_path, exc) from exc
         if repo.repo_path.exists():
             raise self._permission_error(model_id, repo.repo_path, None)
+        self.scans.invalidate()
         if was_active:
             self.state.active_model = None
         logger.info("deleted %s (%d bytes)", model_id, repo.size_on_disk)
