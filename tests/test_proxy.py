@@ -58,3 +58,46 @@ def test_sse_lines_are_rewritten_without_losing_anything() -> None:
     assert rewrite(b": keep-alive") == b"" and rewrite(b"") == b""
     assert rewrite(b"event: message") == b"event: message\n"
     assert rewrite(b"data: not json") == b"data: not json\n\n"
+
+
+def test_a_cookie_the_engine_sets_never_reaches_another_callers_request(
+    services: Services,
+) -> None:
+    """One pooled client serves every caller: it must not keep a cookie jar for them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Engine(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get("Cookie"))
+            body = b'{"model": "x", "choices": []}'
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=alice-only; Path=/")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        services.engine.driver.port = server.server_address[1]  # type: ignore[attr-defined]
+
+        async def two_callers() -> None:
+            for _ in range(2):
+                answer = await services.proxy._send("POST", "/v1/chat/completions", {"a": 1})
+                assert answer.headers["set-cookie"].startswith("session=")
+
+        asyncio.run(two_callers())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [None, None]

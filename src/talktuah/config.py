@@ -260,6 +260,13 @@ class Settings(BaseSettings):
         "text", description="Log lines as `text` or `json`."
     )
     log_level: str = Field("info", description="Log level: `debug`, `info`, `warning` or `error`.")
+    access_log: bool = Field(
+        True,
+        description=(
+            "One log line per request (client, method, path, status, duration), written when "
+            "the response ends."
+        ),
+    )
     # JSON list; empty: CORS off
     cors_origins: list[str] = Field(
         default_factory=list,

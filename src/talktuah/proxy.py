@@ -13,12 +13,12 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
-from starlette.background import BackgroundTask
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from .config import Settings
 from .engine.base import EngineState
@@ -32,6 +32,7 @@ from .errors import (
 )
 from .logs import request_id
 from .metrics import Metrics
+from .streaming import EngineStream
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class EngineProxy:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.proxy_timeout, connect=5.0),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # One client serves every caller: a cookie the engine set for one must never
+            # ride along on another's request. (It also spares a jar update per answer.)
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     async def close(self) -> None:
@@ -237,11 +241,11 @@ class EngineProxy:
             await response.aclose()
             release()
             return self._engine_error(response.status_code, text)
-        return StreamingResponse(
+        return EngineStream(
             _rewrite_sse(response, requested, release, self._count_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(response.aclose),
+            on_close=response.aclose,
         )
 
 
@@ -269,15 +273,15 @@ async def _rewrite_sse(
     requested: str,
     release: Callable[[], None],
     count_usage: Callable[[object], None],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
     Bytes in, bytes out: an event is re-encoded only when it carries `usage` (counted) or
     does not look like a plain chunk; otherwise only its `"model"` value is swapped in place.
     Everything that arrived in one read from the engine goes out in one write.
 
-    If the client goes away, Starlette cancels this generator; closing the upstream
-    response (the `finally`) then cancels the engine's generation too.
+    If the client goes away, EngineStream (streaming.py) closes this generator; closing the
+    upstream response (the `finally`) then cancels the engine's generation too.
     """
     model_field = b'"model":' + json.dumps(requested).encode()
     done = False

@@ -129,3 +129,29 @@ def test_the_dashboard_is_public_and_locked_down(anon_client: TestClient) -> Non
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "content-security-policy" not in anon_client.get("/").headers
+
+
+def test_the_access_log_is_written_when_the_response_ends(
+    client: TestClient, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    configure_logging("json", "info", [API_KEY])
+    client.get("/api/downloads/nope?verbose=1", headers={"X-Request-ID": "trace-8"})
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    access = [e for e in lines if e["logger"] == "talktuah.access"]
+    assert len(access) == 1, lines
+    entry = access[0]
+    assert entry["request_id"] == "trace-8"
+    assert '"GET /api/downloads/nope?verbose=1 HTTP/1.1" 404 ' in entry["message"]
+    assert float(entry["message"].rsplit(" ", 2)[1]) > 0  # the duration in ms
+
+
+def test_the_access_log_can_be_turned_off(
+    services: Services, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    services.settings.access_log = False
+    configure_logging("json", "info", [API_KEY])
+    app = create_app(services, close_on_shutdown=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as quiet:
+        assert quiet.get("/api/downloads/nope").status_code == 404
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert not [e for e in lines if e["logger"] == "talktuah.access"]

@@ -42,8 +42,8 @@ LIVE = ("queued", "downloading")
 
 
 def log_tail(proc: TalkTuahProcess, n: int = 4000) -> str:
-    """The server's log without uvicorn's access lines (the polls would drown everything)."""
-    lines = [ln for ln in proc.log().splitlines() if not ln.startswith("INFO:     127.0.0.1:")]
+    """The server's log without its access lines (the polls would drown everything)."""
+    lines = [ln for ln in proc.log().splitlines() if "talktuah.access" not in ln]
     return "\n--- talktuah log (tail) ---\n" + "\n".join(lines)[-n:]
 
 

@@ -67,6 +67,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(
-        RequestContextMiddleware, metrics=services.metrics, max_body=settings.max_request_bytes
+        RequestContextMiddleware,
+        metrics=services.metrics,
+        max_body=settings.max_request_bytes,
+        access_log=settings.access_log,
     )
     return app

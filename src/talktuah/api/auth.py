@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..keys import Principal, Scope
 from ..ratelimit import MANAGEMENT, PROXY
-from .deps import ServicesDep
+from ..services import Services
 from .scopes import ROUTE_SCOPES
 
 _bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or a key from POST /api/keys")
@@ -20,10 +20,10 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 async def authorize(
     request: Request,
-    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Who is calling (401 if nobody we know), may they (403), and not too often (429)."""
+    services: Services = request.app.state.services  # not ServicesDep: one solve less per call
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -72,3 +72,14 @@ async def authorize(
 
 AuthDep = Depends(authorize)
 PrincipalDep = Annotated[Principal, Depends(authorize)]
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller `authorize` (every router's dependency) identified for this request.
+
+    For the proxy's hot routes, instead of declaring PrincipalDep again: each declared
+    dependency is one more FastAPI dependency solve per request, measurable there
+    (about 0.08 ms of CPU per chat, bench/proxy.py).
+    """
+    principal: Principal = request.state.principal
+    return principal

@@ -17,6 +17,7 @@ from ..logs import request_id
 from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("talktuah.access")
 
 # The dashboard loads nothing from elsewhere and has no inline script or style.
 _UI_CSP = (
@@ -35,10 +36,13 @@ class RequestContextMiddleware:
     """Give each request an id (the client's X-Request-ID if sane), echo it, time it, and
     refuse bodies over the limit with 413 before they are read into memory."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body: int, access_log: bool = True
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +104,29 @@ class RequestContextMiddleware:
                 },
             )
         finally:
+            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                self._log_access(scope, status_code, started)
             request_id.reset(token)
+
+    @staticmethod
+    def _log_access(scope: Scope, status_code: int, started: float) -> None:
+        """One line per request, written when it ends: a stream's line carries its duration.
+
+        uvicorn's own access log is off (cli/main.py): it writes when the response starts,
+        inside every request's time to first byte, and cannot say how long a stream lasted.
+        """
+        client = scope.get("client")
+        query = scope.get("query_string", b"")
+        path = scope.get("path", "") + ("?" + query.decode("latin-1") if query else "")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %.1f ms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope.get("method", ""),
+            path,
+            scope.get("http_version", "1.1"),
+            status_code,
+            (time.perf_counter() - started) * 1000,
+        )
 
     def _observe(self, scope: Scope, status_code: int, started: float) -> None:
         route = scope.get("route")

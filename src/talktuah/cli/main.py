@@ -72,6 +72,7 @@ def serve(
         log_config=None,  # configure_logging already routes uvicorn's loggers
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        access_log=False,  # RequestContextMiddleware writes it, once the response has ended
     )
 
 

@@ -18,7 +18,8 @@ What was checked against vLLM's own sources (vllm-project/vllm):
   `VLLM_NO_USAGE_STATS=1` or `DO_NOT_TRACK=1`; a self-hosted server sends nothing.
 
 vLLM cannot be installed on CPU-only machines (it pins a CUDA torch): this driver is tested
-with a stand-in executable there and run for real only on a GPU machine.
+with a stand-in executable there; scripts/gpu/vllm_check.py runs it for real on a GPU machine
+(done on an H100 with vLLM 0.26: docs/engines.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from ...proxy import BadRequestError
-from ..auth import PrincipalDep
+from ...services import Services
+from ..auth import principal_of
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["openai"])
@@ -25,24 +26,26 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(
-    request: Request, services: ServicesDep, principal: PrincipalDep
-) -> Response:
+async def _forward(request: Request, path: str, *, default_stream: bool = False) -> Response:
+    """The streaming routes: services and caller straight from the request (see principal_of)."""
+    services: Services = request.app.state.services
+    principal = principal_of(request)
     return await services.proxy.forward(
-        "/v1/chat/completions",
+        path,
         await _json_body(request),
+        default_stream=default_stream,
         open_stream=lambda: services.limits.open_stream(principal),
     )
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _forward(request, "/v1/chat/completions")
 
 
 @router.post("/v1/completions")
-async def completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await services.proxy.forward(
-        "/v1/completions",
-        await _json_body(request),
-        open_stream=lambda: services.limits.open_stream(principal),
-    )
+async def completions(request: Request) -> Response:
+    return await _forward(request, "/v1/completions")
 
 
 @router.post("/v1/embeddings")
@@ -56,14 +59,9 @@ async def v1_models(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/api/chat")
-async def chat(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def chat(request: Request) -> Response:
     """The seed's chat endpoint: an OpenAI chat body that streams unless `stream` is false."""
-    return await services.proxy.forward(
-        "/v1/chat/completions",
-        await _json_body(request),
-        default_stream=True,
-        open_stream=lambda: services.limits.open_stream(principal),
-    )
+    return await _forward(request, "/v1/chat/completions", default_stream=True)
 
 
 @router.get("/api/models")
