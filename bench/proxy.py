@@ -1,11 +1,16 @@
 """Proxy overhead: streamed chat through TalkTuah's /v1 vs straight to the engine vs nginx.
 
 Part 1, the proxy alone: a fast OpenAI-compatible upstream (bench/upstream.py: a fixed stream
-of SSE tokens, no model) is reached three ways at concurrency 1, 16 and 64:
+of SSE tokens, no model) is reached four ways at concurrency 1, 16 and 64:
   - directly,
   - through TalkTuah (`TALKTUAH_ENGINE=external`, `TALKTUAH_ENGINE_URL=<upstream>`),
+  - through bench/minimal_proxy.py, uvicorn + one pooled httpx client and nothing else: the
+    floor of the stack TalkTuah is built on,
   - through Debian's nginx (bench/nginx.conf, `proxy_buffering off`, one worker), the lower
     bound of what any reverse proxy adds.
+"proxy CPU us/req" is the user + system CPU time of the proxy's process (nginx: master and
+worker) per request, read from /proc around each run: on a shared machine it is steadier
+than latency.
 Each round runs a fixed number of streamed `POST /v1/chat/completions` per target, in a rotated
 order; time to first byte (first body byte) is pooled over rounds for p50/p99, req/s is the
 median of the rounds. The load generator runs in this process on uvloop: a lean asyncio
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -64,6 +70,8 @@ TARGET_P50_MS = 1.0
 TARGET_P99_MS = 5.0
 TARGET_RPS = 0.9
 CONCURRENCY = (1, 16, 64)
+#: bench/minimal_proxy.py: what uvicorn + httpx cost before TalkTuah does anything.
+FLOOR = "uvicorn+httpx floor"
 
 
 @dataclass
@@ -73,6 +81,8 @@ class Target:
     samples: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> TTFB (s)
     rps: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> per round
     errors: int = 0
+    pid: int | None = None  # the proxy's process, for its CPU time per request
+    cpu: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> s per request
 
 
 # -- load generation -------------------------------------------------------------------------
@@ -216,9 +226,13 @@ async def measure(
             for concurrency in concurrencies:
                 shift = index % len(targets)
                 for target in targets[shift:] + targets[:shift]:
+                    cpu_before = process_cpu(target.pid)
                     ttfbs, rps, errors = await loads[target.name].run(
                         counts[concurrency], concurrency
                     )
+                    if target.pid is not None:
+                        used = process_cpu(target.pid) - cpu_before
+                        target.cpu.setdefault(concurrency, []).append(used / counts[concurrency])
                     target.samples.setdefault(concurrency, []).extend(ttfbs)
                     target.rps.setdefault(concurrency, []).append(rps)
                     target.errors += errors
@@ -231,6 +245,22 @@ async def measure(
     finally:
         for load in loads.values():
             await load.close()
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of `pid` and its children (nginx's worker), from /proc."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended while we looked
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def run_async(coro: Any) -> Any:
@@ -249,6 +279,15 @@ def start_upstream(tokens: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     argv = [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
             "--tokens", str(tokens)]  # fmt: skip
+    proc = launch(argv, f"http://127.0.0.1:{port}/v1/models", stdout=subprocess.DEVNULL)
+    return proc, port
+
+
+def start_floor(upstream_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/minimal_proxy.py: uvicorn + one httpx client and nothing else."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "bench" / "minimal_proxy.py"), "--port", str(port),
+            "--upstream", upstream_url]  # fmt: skip
     proc = launch(argv, f"http://127.0.0.1:{port}/v1/models", stdout=subprocess.DEVNULL)
     return proc, port
 
@@ -315,6 +354,9 @@ def summarize(targets: list[Target], baseline: str) -> dict[str, Any]:
                 "rps": rps,
                 "rps_rounds": target.rps[concurrency],
                 "rps_ratio": ratio(rps, median(base.rps[concurrency])),
+                "cpu_us_per_request": (
+                    median(target.cpu[concurrency]) * 1e6 if target.cpu.get(concurrency) else None
+                ),
             }
         out[target.name] = {"errors": target.errors, "by_concurrency": per}
     return out
@@ -329,7 +371,8 @@ def print_summary(title: str, summary: dict[str, Any], baseline: str) -> None:
                 [f"c={concurrency}", name, s["ttfb_p50_ms"], s["ttfb_p99_ms"],
                  "-" if is_base else f"{s['added_p50_ms']:+.2f}",
                  "-" if is_base else f"{s['added_p99_ms']:+.2f}",
-                 s["rps"], "-" if is_base else f"{s['rps_ratio']:.3f}"]
+                 s["rps"], "-" if is_base else f"{s['rps_ratio']:.3f}",
+                 "-" if s.get("cpu_us_per_request") is None else s["cpu_us_per_request"]]
             )  # fmt: skip
     rows.sort(key=lambda r: int(str(r[0])[2:]))
     print()
@@ -345,6 +388,7 @@ def print_summary(title: str, summary: dict[str, Any], baseline: str) -> None:
                 "added p99",
                 "req/s",
                 "x direct",
+                "proxy CPU us/req",
             ],
             rows,
         )  # fmt: skip
@@ -416,19 +460,27 @@ def main() -> None:
             servers.append(talktuah)
             targets = [
                 Target("direct", f"{up_url}/v1/chat/completions"),
-                Target("talktuah", f"{talktuah.url}/v1/chat/completions"),
+                Target("talktuah", f"{talktuah.url}/v1/chat/completions", pid=talktuah.proc.pid),
             ]
             for index, src in enumerate(args.alt_src):
                 alt = start_talktuah(root / f"alt{index}" / "home", env | alt_src_env(src))
                 servers.append(alt)
                 label = f"talktuah ({alt_label(src)})"
-                targets.append(Target(label, f"{alt.url}/v1/chat/completions"))
+                targets.append(Target(label, f"{alt.url}/v1/chat/completions", pid=alt.proc.pid))
+            floor, floor_port = start_floor(up_url)
+            procs.append(floor)
+            targets.append(
+                Target(FLOOR, f"http://127.0.0.1:{floor_port}/v1/chat/completions", pid=floor.pid)
+            )
             if not args.no_nginx:
                 nginx, nginx_port = start_nginx(root / "nginx", up_port)
                 procs.append(nginx)
                 targets.append(
-                    Target("nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions")
-                )
+                    Target(
+                        "nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
+                        pid=nginx.pid,
+                    )
+                )  # fmt: skip
             run_async(measure(targets, MODEL, CONCURRENCY, counts, args.rounds, args.client))
         finally:
             for server in servers:
@@ -485,10 +537,14 @@ def engine_run(
             if src is None:
                 port = engine_port(home)
                 targets.append(Target("direct", f"http://127.0.0.1:{port}/v1/chat/completions"))
-                targets.append(Target("talktuah", f"{server.url}/v1/chat/completions"))
+                targets.append(
+                    Target("talktuah", f"{server.url}/v1/chat/completions", pid=server.proc.pid)
+                )
             else:
                 label = f"talktuah ({alt_label(src)})"
-                targets.append(Target(label, f"{server.url}/v1/chat/completions"))
+                targets.append(
+                    Target(label, f"{server.url}/v1/chat/completions", pid=server.proc.pid)
+                )
         run_async(measure(targets, TINY, (1,), counts, rounds, client))
     finally:
         for server in servers:

@@ -89,3 +89,8 @@ def configure_logging(fmt: str, level: str, secrets: list[str]) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # httpx writes a line per request at INFO: for the proxy that is a second access line
+    # per chat, written before the first byte reaches the client; huggingface_hub's client
+    # (httpx2) one per file request. Their warnings still show.
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -136,6 +137,9 @@ def test_the_access_log_is_written_when_the_response_ends(
 ) -> None:
     configure_logging("json", "info", [API_KEY])
     client.get("/api/downloads/nope?verbose=1", headers={"X-Request-ID": "trace-8"})
+    # What the proxy's engine client does per chat (any transport: the line is httpx's own).
+    with httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200))) as engine:
+        engine.get("http://engine/v1/models")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     access = [e for e in lines if e["logger"] == "talktuah.access"]
     assert len(access) == 1, lines
@@ -143,6 +147,8 @@ def test_the_access_log_is_written_when_the_response_ends(
     assert entry["request_id"] == "trace-8"
     assert '"GET /api/downloads/nope?verbose=1 HTTP/1.1" 404 ' in entry["message"]
     assert float(entry["message"].rsplit(" ", 2)[1]) > 0  # the duration in ms
+    # httpx's own line per request would be a second access line, before the first byte
+    assert not [e for e in lines if e["logger"] == "httpx"]
 
 
 def test_the_access_log_can_be_turned_off(

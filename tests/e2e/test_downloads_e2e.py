@@ -373,12 +373,15 @@ def test_hub_outage_gives_up_within_the_configured_retry_budget(
         TALKTUAH_DOWNLOAD_BACKOFF_MAX_SECONDS="0.2",
         TALKTUAH_DOWNLOAD_STALL_TIMEOUT="1",
     )
+    # Every file request fails from the start; the planning API calls still answer. (Taking
+    # the whole Hub down after the 202 raced the worker's first HEAD: when that probe got
+    # through, the library's own HEAD met the outage and retried for ~15 s by itself.)
+    hub.faults.fail_next(1_000_000, 503, "*/resolve/*")
     try:
         with api(proc) as client:
             accepted = request_download(client, model_id)
             assert accepted.status_code == 202, accepted.text
             job_id = accepted.json()["job_id"]
-            hub.faults.down = True
             final = wait_job(client, proc, job_id, timeout=10, what="the outage to end the job")
             assert final["status"] == "error", final
             assert "503" in final["error"], final
