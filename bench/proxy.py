@@ -18,11 +18,13 @@ HTTP/1.1 client by default (one keep-alive connection per concurrent stream), or
 httpx.AsyncClient with `--client httpx` (which itself saturates a core here; see RawConnection).
 
 Part 2, the real engine: `transformers serve` with a tiny random model (tests/support), at
-concurrency 1, through TalkTuah vs straight to the same engine process.
+concurrency 1, through TalkTuah vs straight to the same engine process, with TalkTuah's
+defaults (the engine gets all CPUs but one: TALKTUAH_ENGINE_THREADS). `--engine-env
+TALKTUAH_ENGINE_THREADS=2` adds a run with other settings, e.g. one thread per CPU.
 
 Targets: added TTFB p50 <= 1 ms and p99 <= 5 ms; req/s >= 0.9x direct.
 
-    python bench/proxy.py [--quick] [--rounds 3] [--no-nginx] [--no-engine]
+    python bench/proxy.py [--quick] [--rounds 3] [--no-nginx] [--no-engine] [--engine-env N=V]
 
 All three proxies, the upstream and the load generator share this machine's cores, so req/s
 at high concurrency is a measure of CPU per request on a saturated box, not of a network.
@@ -82,6 +84,7 @@ class Target:
     rps: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> per round
     errors: int = 0
     pid: int | None = None  # the proxy's process, for its CPU time per request
+    children: bool = False  # count its children too (nginx's worker; not TalkTuah's engine)
     cpu: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> s per request
 
 
@@ -226,12 +229,12 @@ async def measure(
             for concurrency in concurrencies:
                 shift = index % len(targets)
                 for target in targets[shift:] + targets[:shift]:
-                    cpu_before = process_cpu(target.pid)
+                    cpu_before = process_cpu(target.pid, target.children)
                     ttfbs, rps, errors = await loads[target.name].run(
                         counts[concurrency], concurrency
                     )
                     if target.pid is not None:
-                        used = process_cpu(target.pid) - cpu_before
+                        used = process_cpu(target.pid, target.children) - cpu_before
                         target.cpu.setdefault(concurrency, []).append(used / counts[concurrency])
                     target.samples.setdefault(concurrency, []).extend(ttfbs)
                     target.rps.setdefault(concurrency, []).append(rps)
@@ -247,13 +250,14 @@ async def measure(
             await load.close()
 
 
-def process_cpu(pid: int | None) -> float:
-    """User + system CPU seconds of `pid` and its children (nginx's worker), from /proc."""
+def process_cpu(pid: int | None, children: bool = False) -> float:
+    """User + system CPU seconds of `pid` (and of its children), from /proc."""
     if pid is None:
         return 0.0
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    stats = Path("/proc").glob("[0-9]*/stat") if children else [Path(f"/proc/{pid}/stat")]
+    for stat in stats:
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
@@ -429,6 +433,13 @@ def main() -> None:
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx comparison")
     p.add_argument("--no-engine", action="store_true", help="skip the real tiny-model engine")
     p.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one more real-engine run with this variable set (e.g. TALKTUAH_ENGINE_THREADS=2)",
+    )
+    p.add_argument(
         "--client",
         choices=["raw", "httpx"],
         default="raw",
@@ -478,7 +489,7 @@ def main() -> None:
                 targets.append(
                     Target(
                         "nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
-                        pid=nginx.pid,
+                        pid=nginx.pid, children=True,
                     )
                 )  # fmt: skip
             run_async(measure(targets, MODEL, CONCURRENCY, counts, args.rounds, args.client))
@@ -492,36 +503,51 @@ def main() -> None:
         results["verdicts"] = {t.name: verdicts(fast, t.name) for t in targets[1:]}
 
         if not args.no_engine:
-            results["tiny_engine"] = engine_run(
-                root, args.rounds, engine_counts, args.client, args.alt_src
-            )
+            for label, env in engine_configs(args.engine_env).items():
+                results[label] = engine_run(
+                    root / label, args.rounds, engine_counts, args.client, args.alt_src, env
+                )
 
     print_summary(f"fast upstream ({args.tokens} tokens, medians of {args.rounds} rounds)",
                   fast, "direct")  # fmt: skip
-    if "tiny_engine" in results:
-        print_summary("real engine: transformers serve, tiny model", results["tiny_engine"],
+    engine_labels = [] if args.no_engine else list(engine_configs(args.engine_env))
+    for label in engine_labels:
+        print_summary(f"real engine: transformers serve, tiny model ({label})", results[label],
                       "direct")  # fmt: skip
     print()
     for name, result in results["verdicts"].items():
         print_verdicts(name, result)
-    if "tiny_engine" in results:
-        results["tiny_engine_verdicts"] = {
-            name: verdicts(results["tiny_engine"], name)
-            for name in results["tiny_engine"]
-            if name != "direct"
+    for label in engine_labels:
+        results[f"{label}_verdicts"] = {
+            name: verdicts(results[label], name) for name in results[label] if name != "direct"
         }
-        for name, result in results["tiny_engine_verdicts"].items():
-            print_verdicts(f"{name}, tiny engine", result)
+        for name, result in results[f"{label}_verdicts"].items():
+            print_verdicts(f"{name}, {label}", result)
     path = write_results("proxy", results)
     print(f"wrote {path}")
 
 
+def engine_configs(specs: list[str]) -> dict[str, dict[str, str]]:
+    """The real-engine runs: TalkTuah's defaults, then one per `--engine-env NAME=VALUE`."""
+    configs: dict[str, dict[str, str]] = {"tiny_engine": {}}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        configs[f"tiny_engine {name}={value}"] = {name: value}
+    return configs
+
+
 def engine_run(
-    root: Path, rounds: int, counts: dict[int, int], client: str, alt_srcs: list[str]
+    root: Path,
+    rounds: int,
+    counts: dict[int, int],
+    client: str,
+    alt_srcs: list[str],
+    env: dict[str, str],
 ) -> dict[str, Any]:
     """TalkTuah with its real `transformers serve` engine vs the same engine process direct.
 
     An `--alt-src` TalkTuah runs its own engine (same model, same arguments) beside it.
+    `env` goes to TalkTuah and so to the engine it starts.
     """
     from tests.support.tiny_model import install_in_cache, tiny_chat_model_files
 
@@ -532,7 +558,9 @@ def engine_run(
         for index, src in enumerate([None, *alt_srcs]):
             home = root / f"engine{index}" / "home"
             install_in_cache(home / "models" / "hub", TINY, files)
-            server = start_talktuah(home, {"DEFAULT_MODEL": TINY, **alt_src_env(src)}, timeout=180)
+            server = start_talktuah(
+                home, {"DEFAULT_MODEL": TINY, **env, **alt_src_env(src)}, timeout=180
+            )
             servers.append(server)
             if src is None:
                 port = engine_port(home)

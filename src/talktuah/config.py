@@ -191,6 +191,15 @@ class Settings(BaseSettings):
     engine_dtype: str = Field(
         "auto", description="`--dtype` of the engine: `auto`, `bfloat16`, `float16`, `float32`."
     )
+    engine_threads: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "CPU threads of the `transformers` engine (its OMP_NUM_THREADS). Unset: all CPUs "
+            "this process may use but one, left for TalkTuah itself, which handles every "
+            "streamed token; an OMP_NUM_THREADS already in the environment is kept."
+        ),
+    )
     vllm_tensor_parallel_size: int = Field(
         1,
         ge=1,

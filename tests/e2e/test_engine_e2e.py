@@ -112,6 +112,13 @@ def sdk(proc: TalkTuahProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{proc.url}/v1", api_key=API_KEY, max_retries=0)
 
 
+def test_the_engine_leaves_a_cpu_to_talktuah(server: TalkTuahProcess, home: Path) -> None:
+    """The real engine process got OMP_NUM_THREADS = usable CPUs - 1 (at least 1)."""
+    environ = Path(f"/proc/{engine_pid(home)}/environ").read_bytes().split(b"\0")
+    expected = max(1, len(os.sched_getaffinity(0)) - 1)
+    assert f"OMP_NUM_THREADS={expected}".encode() in environ
+
+
 def test_openai_sdk_streams_and_completes(server: TalkTuahProcess) -> None:
     client = sdk(server)
     assert [m.id for m in client.models.list().data] == ["org/tiny-a"]

@@ -92,7 +92,12 @@ class SubprocessDriver(EngineDriver):
         if executable is None:
             raise EngineError(f"`{self.executable}` was not found. {self.missing_help}")
         self.stop()
-        self.process.start(self.command(model_id, executable), engine_env(self.settings))
+        env = engine_env(self.settings) | self.extra_env()
+        self.process.start(self.command(model_id, executable), env)
+
+    def extra_env(self) -> dict[str, str]:
+        """What this engine needs in its environment beyond what every engine gets."""
+        return {}
 
     def stop(self) -> None:
         self.process.stop(self.settings.engine_stop_timeout)

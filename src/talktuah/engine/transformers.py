@@ -8,6 +8,9 @@ the models dir, and without HF_HUB_OFFLINE the engine's first request hangs on H
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from ..config import Settings
 from .base import SubprocessDriver
 
@@ -36,3 +39,24 @@ class TransformersDriver(SubprocessDriver):
 
     def command(self, model_id: str, executable: str) -> list[str]:
         return transformers_command(self.settings, model_id, self.port, executable)
+
+    def extra_env(self) -> dict[str, str]:
+        threads = engine_threads(self.settings, os.environ)
+        return {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
+
+
+def engine_threads(settings: Settings, environ: Mapping[str, str]) -> int | None:
+    """torch's intra-op threads for the engine, or None to leave the environment's choice.
+
+    torch starts one OpenMP thread per CPU. Next to it TalkTuah forwards every generated
+    token, and an OpenMP step waits for its slowest thread: each time TalkTuah takes a CPU
+    from one of them, the whole step stalls. On the 2-CPU machine of docs/benchmarks.md a
+    16-token chat streamed through TalkTuah ran at 0.79x the engine's direct speed with
+    one thread per CPU; with one CPU left free, see the numbers there. So the default
+    leaves one CPU to TalkTuah.
+    """
+    if settings.engine_threads is not None:
+        return settings.engine_threads
+    if "OMP_NUM_THREADS" in environ:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) - 1)
