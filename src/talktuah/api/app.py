@@ -13,6 +13,7 @@ from .. import __version__
 from ..services import Services
 from ..ui import STATIC_DIR
 from .auth import AuthDep
+from .direct import DirectRoutes
 from .errors import error_responses, install_error_handlers
 from .middleware import RequestContextMiddleware
 from .routers import downloads, engine, keys, meta, models, openai
@@ -58,6 +59,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     # The dashboard is static; it asks for the key in the browser and calls the API with it.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     settings = services.settings
+    app.add_middleware(DirectRoutes, fastapi_app=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

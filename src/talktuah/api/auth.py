@@ -13,14 +13,14 @@ from ..ratelimit import MANAGEMENT, PROXY
 from ..services import Services
 from .scopes import ROUTE_SCOPES
 
-_bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or a key from POST /api/keys")
+bearer = HTTPBearer(auto_error=False, description="PROXY_API_KEY, or a key from POST /api/keys")
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 async def authorize(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """Who is calling (401 if nobody we know), may they (403), and not too often (429)."""
     services: Services = request.app.state.services  # not ServicesDep: one solve less per call

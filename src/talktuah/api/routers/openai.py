@@ -27,7 +27,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 async def _forward(request: Request, path: str, *, default_stream: bool = False) -> Response:
-    """The streaming routes: services and caller straight from the request (see principal_of)."""
+    """The streaming routes: services and caller straight from the request.
+
+    These handlers take only `request`: api/direct.py calls them without FastAPI's
+    dependency solving (see principal_of).
+    """
     services: Services = request.app.state.services
     principal = principal_of(request)
     return await services.proxy.forward(
@@ -49,7 +53,8 @@ async def completions(request: Request) -> Response:
 
 
 @router.post("/v1/embeddings")
-async def embeddings(request: Request, services: ServicesDep) -> Response:
+async def embeddings(request: Request) -> Response:
+    services: Services = request.app.state.services
     return await services.proxy.forward("/v1/embeddings", await _json_body(request))
 
 
