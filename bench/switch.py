@@ -43,6 +43,8 @@ from _common import (
     write_results,
 )
 
+from talktuah.config import Settings
+from talktuah.engine.transformers import engine_threads
 from tests.support.server import TalkTuahProcess
 from tests.support.tiny_model import install_in_cache, tiny_chat_model_files
 
@@ -71,9 +73,10 @@ def tt_switch(server: TalkTuahProcess, model: str, timeout: float = 120) -> floa
 def engine_by_hand(models_dir: Path, engine_home: Path, model: str) -> tuple[float, float]:
     """Start `transformers serve model` until /v1/models lists it; then stop it. (start, stop)"""
     port = free_port()
+    threads = engine_threads(Settings(home=engine_home), {})  # TalkTuah's default, as it does
     env = clean_env(
         HF_HUB_CACHE=str(models_dir), HF_HOME=str(engine_home), HF_HUB_OFFLINE="1",
-        DO_NOT_TRACK="1", PYTHONUNBUFFERED="1",
+        DO_NOT_TRACK="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
     )  # fmt: skip
     argv = [
         venv_bin("transformers"), "serve", model, "--host", "127.0.0.1", "--port", str(port),

@@ -2,12 +2,14 @@
 
 slowapi's decorators count per endpoint with a limit fixed at import time; ours depend on the
 key (read from SQLite) and cover groups of routes (the whole management API, the whole
-proxy). So the auth dependency calls slowapi's limiter (the `limits` moving window behind
-it) directly, with the key id as the identity and the group as the scope.
+proxy). So the auth dependency calls slowapi's limiter (slowapi's default, a `limits`
+fixed window in memory: a counter per key and window) directly, with the key id as the
+identity and the group as the scope.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -19,6 +21,9 @@ from slowapi import Limiter
 from .config import Settings
 from .errors import RateLimitedError
 from .keys import Principal
+
+#: A limit string is parsed once, not on every request (the proxy's hot path).
+_parse = functools.lru_cache(maxsize=256)(parse)
 
 MANAGEMENT = "management"
 PROXY = "proxy"
@@ -36,7 +41,7 @@ class RateLimits:
             text = principal.proxy_rate_limit or self.settings.proxy_rate_limit
         else:
             text = principal.rate_limit or self.settings.rate_limit
-        limit = parse(text)
+        limit = _parse(text)
         if self._limiter.hit(limit, group, principal.key_id):
             return
         reset_at, _remaining = self._limiter.get_window_stats(limit, group, principal.key_id)
