@@ -106,14 +106,26 @@ class RawConnection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> tuple[float | None, bool]:
-        """Send `raw`; return (seconds to the first body byte, whether it streamed SSE)."""
-        if self.writer is None or self.writer.is_closing():
+        """Send `raw`; return (seconds to the first body byte, whether it streamed SSE).
+
+        Like every HTTP client, a request whose kept-alive connection the server had closed
+        in the meantime (uvicorn does after 5 s idle) is sent once more on a new connection
+        when not a byte of the answer came back; it is not counted as an error.
+        """
+        reused = self.writer is not None and not self.writer.is_closing()
+        if not reused:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         reader, writer = self.reader, self.writer
-        assert reader is not None
+        assert reader is not None and writer is not None
         started = time.perf_counter()
         writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            await self.close()
+            return await self.request(raw)
         status = int(head[9:12])
         lower = head.lower()
         first: float | None = None

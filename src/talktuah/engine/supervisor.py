@@ -33,6 +33,10 @@ from .base import EngineDriver, EngineState
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
+#: How often a loading engine is asked whether it serves yet: every switch waits half of
+#: this on average after the engine is ready (bench/switch.py); the question is two
+#: loopback GETs, refused at once while the engine is not listening yet.
+LOAD_POLL_SECONDS = 0.05
 
 
 class LoadFailed(Exception):
@@ -271,7 +275,7 @@ class EngineSupervisor:
                 raise LoadFailed("the engine process exited while loading")
             if self._serves(model_id):
                 return
-            time.sleep(0.2)
+            time.sleep(LOAD_POLL_SECONDS)
         raise LoadFailed(
             f"not serving after {self.settings.engine_start_timeout:.0f} s "
             "(TALKTUAH_ENGINE_START_TIMEOUT)"
