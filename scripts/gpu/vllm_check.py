@@ -57,55 +57,17 @@ API_KEY = "tt-gpu-check-key-0123456789abcdefghij"
 def build_model(out_dir: Path, seed: int = 7) -> dict[str, Any]:
     """The tests' tiny chat model (same tokenizer recipe and template), widened to head_dim 64.
 
-    tests/support/tiny_model.py uses hidden 64 / 4 heads (head_dim 16); vLLM's FlashAttention
-    backends want a head size that is a multiple of 8 and FA3 kernels exist for 64 and up, so
-    this variant uses hidden 256 / 4 heads. Saved in bfloat16.
+    tests/support/tiny_model.py's default is hidden 64 / 4 heads (head_dim 16); vLLM's
+    FlashAttention backends want a head size that is a multiple of 8 and FA3 kernels exist
+    for 64 and up, so this variant uses hidden 256 / 4 heads. Saved in bfloat16.
     """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tests.support.tiny_model import build_tiny_chat_model
 
-    from tests.support.tiny_model import CHAT_TEMPLATE, SENTENCES
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|bos|>", "<|eos|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    info: dict[str, Any] = build_tiny_chat_model(
+        out_dir, seed, hidden_size=256, max_positions=1024, bfloat16=True
     )
-    tokenizer.train_from_iterator(SENTENCES, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
-    )  # fmt: skip
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        embeddings = model.get_input_embeddings().weight
-        for token_id in range(len(fast)):
-            text = fast.decode([token_id])
-            unusable = not text.strip() or not text.isascii() or "\ufffd" in text
-            if token_id in fast.all_special_ids or unusable:
-                embeddings[token_id].zero_()
-    model.to(torch.bfloat16)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    fast.save_pretrained(out_dir)
-    return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "head_dim": config.hidden_size // config.num_attention_heads,
-        "vocab": len(fast),
-        "files": sorted(p.name for p in out_dir.iterdir()),
-    }
+    info["files"] = sorted(p.name for p in out_dir.iterdir())
+    return info
 
 
 # -- small helpers ----------------------------------------------------------------------------

@@ -28,8 +28,19 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_chat_model(out_dir: Path, seed: int) -> None:
-    """Write a loadable model (config, safetensors, tokenizer, template) into `out_dir`."""
+def build_tiny_chat_model(
+    out_dir: Path,
+    seed: int,
+    *,
+    hidden_size: int = 64,
+    max_positions: int = 256,
+    bfloat16: bool = False,
+) -> dict[str, int]:
+    """Write a loadable model (config, safetensors, tokenizer, template) into `out_dir`.
+
+    The defaults suit `transformers serve` on a CPU; scripts/gpu/ widens it for vLLM, whose
+    FlashAttention kernels want a head size of 64 or more (4 heads: hidden 256).
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -50,8 +61,9 @@ def build_tiny_chat_model(out_dir: Path, seed: int) -> None:
     fast.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+        vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        max_position_embeddings=max_positions,
         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
     )  # fmt: skip
@@ -63,8 +75,16 @@ def build_tiny_chat_model(out_dir: Path, seed: int) -> None:
             unusable = not text.strip() or not text.isascii() or "\ufffd" in text
             if token_id in fast.all_special_ids or unusable:
                 embeddings[token_id].zero_()
+    if bfloat16:
+        model.to(torch.bfloat16)
+    out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "head_dim": hidden_size // config.num_attention_heads,
+        "vocab": len(fast),
+    }
 
 
 def tiny_chat_model_files(seed: int) -> dict[str, bytes]:
