@@ -4,6 +4,7 @@ with the same auth, the same errors and the same documentation."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from talktuah.api import create_app
 from talktuah.api.direct import DIRECT, DirectRoutes
+from talktuah.config import Settings
+from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from ..support.constants import API_KEY
@@ -88,3 +91,25 @@ def test_an_unexpected_error_on_a_direct_route_is_a_500_with_the_request_id(
     )
     assert response.status_code == 500
     assert response.json()["request_id"] == "direct-1" == response.headers["X-Request-ID"]
+
+
+def test_direct_routes_get_the_same_middleware_as_every_route(tmp_path: Path) -> None:
+    """Request id, CORS, metrics and the body limit apply to the direct routes as well."""
+    settings = Settings(
+        home=tmp_path, proxy_api_key=API_KEY, cors_origins=["http://dashboard.lan"],
+        max_request_bytes=2048,
+    )  # fmt: skip
+    services = Services.build(settings, ApiKey(API_KEY, "env"))  # type: ignore[arg-type]
+    headers = {"Origin": "http://dashboard.lan", "X-Request-ID": "cors-1"}
+    try:
+        with TestClient(create_app(services)) as anon:
+            refused = anon.post("/v1/chat/completions", json={}, headers=headers)
+            assert refused.status_code == 401
+            assert refused.headers["access-control-allow-origin"] == "http://dashboard.lan"
+            assert refused.headers["x-request-id"] == "cors-1" == refused.json()["request_id"]
+            big = anon.post("/v1/chat/completions", content=b"x" * 5000, headers=headers)
+            assert big.status_code == 413
+            metrics = anon.get("/metrics").text
+    finally:
+        services.close()
+    assert 'route="/v1/chat/completions",status="401"' in metrics
