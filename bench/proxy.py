@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from _common import (
     add_alt_src,
     alt_label,
     alt_src_env,
+    cpu_seconds,
     free_port,
     launch,
     median,
@@ -263,19 +263,23 @@ async def measure(
 
 
 def process_cpu(pid: int | None, children: bool = False) -> float:
-    """User + system CPU seconds of `pid` (and of its children), from /proc."""
+    """CPU seconds of `pid` (bench/_common.cpu_seconds), plus its children's if asked."""
     if pid is None:
         return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    if children:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                    pids.append(int(stat.parent.name))
+            except (OSError, IndexError):
+                continue  # a process that ended while we looked
     total = 0.0
-    stats = Path("/proc").glob("[0-9]*/stat") if children else [Path(f"/proc/{pid}/stat")]
-    for stat in stats:
+    for each in pids:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # a process that ended while we looked
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += cpu_seconds(each)
+        except OSError:
+            continue
     return total
 
 

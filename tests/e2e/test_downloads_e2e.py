@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from ..conftest import API_KEY
+from ..support.constants import FAST_DOWNLOADS
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess, free_port
 
@@ -150,10 +151,7 @@ def serve(home: Path, hub: Hub, tmp_path: Path) -> Iterator[Serve]:
         full = {
             "HF_ENDPOINT": hub.url,
             "HF_HOME": str(tmp_path / "server-hf-home"),
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "TALKTUAH_DOWNLOAD_CHUNK_BYTES": "16384",
-            "TALKTUAH_DOWNLOAD_PROGRESS_INTERVAL": "0.1",
-            "TALKTUAH_DOWNLOAD_DISK_MARGIN_BYTES": str(1024 * 1024),
+            **FAST_DOWNLOADS,
         } | env
         proc = TalkTuahProcess(home, api_key=API_KEY, env=full)
         procs.append(proc)

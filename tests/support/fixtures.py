@@ -64,7 +64,12 @@ def hub(tmp_path: Path, hf_cache: Path) -> Iterator[Hub]:
     Teardown fails the test if the hub itself crashed on a request (a hub bug must not pass
     as a client-side failure the test happened to expect).
     """
-    server = Hub(tmp_path / "test-hub")
+    yield from serve_hub(tmp_path / "test-hub")
+
+
+def serve_hub(root: Path) -> Iterator[Hub]:
+    """The body of every hub fixture: start, hand over, stop, then fail on a hub crash."""
+    server = Hub(root)
     server.start()
     try:
         yield server

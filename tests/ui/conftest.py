@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from ..support.constants import API_KEY
+from ..support.constants import API_KEY, FAST_DOWNLOADS
 from ..support.engine import FAKE_ENGINE
+from ..support.fixtures import serve_hub
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
@@ -43,15 +44,18 @@ def _model_files(repo_id: str) -> dict[str, bytes]:
     }
 
 
+def _serve(home: Path, env: dict[str, str]) -> Iterator[TalkTuahProcess]:
+    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
+    proc.start(timeout=20)
+    try:
+        yield proc
+    finally:
+        proc.stop(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def ui_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    server = Hub(tmp_path_factory.mktemp("ui-hub"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-    assert not server.internal_errors, "test hub crashed:\n" + "\n".join(server.internal_errors)
+    yield from serve_hub(tmp_path_factory.mktemp("ui-hub"))
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +68,13 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_hub: Hub) -> Iterator
         "DEFAULT_MODEL": "org/a",
         "HF_ENDPOINT": ui_hub.url,
         "HF_HOME": str(root / "server-hf-home"),
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TALKTUAH_DOWNLOAD_CHUNK_BYTES": "16384",
-        "TALKTUAH_DOWNLOAD_PROGRESS_INTERVAL": "0.1",
-        "TALKTUAH_DOWNLOAD_DISK_MARGIN_BYTES": str(1024 * 1024),
+        **FAST_DOWNLOADS,
         "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
         "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
         "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
         "FAKE_ENGINE_START_DELAY": "1",  # long enough to see "loading" in the page
     }
-    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
-    proc.start(timeout=20)
-    try:
-        yield proc
-    finally:
-        proc.stop(timeout=5)
+    yield from _serve(home, env)
 
 
 @pytest.fixture
@@ -93,12 +89,7 @@ def failing_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
         "FAKE_ENGINE_FAIL": "the weights of org/broken are corrupt",
         "FAKE_ENGINE_START_DELAY": "0.5",
     }
-    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
-    proc.start(timeout=20)
-    try:
-        yield proc
-    finally:
-        proc.stop(timeout=5)
+    yield from _serve(home, env)
 
 
 @pytest.fixture(scope="module")
