@@ -161,7 +161,10 @@ class Settings(BaseSettings):
         description="Seconds a model may take to load before the switch counts as failed.",
     )
     engine_stop_timeout: float = Field(
-        15.0, gt=0, description="Seconds between SIGTERM and SIGKILL when the engine is stopped."
+        15.0,
+        gt=0,
+        description="Seconds between SIGTERM and SIGKILL when the engine is stopped "
+        "(an idle `transformers serve` is killed at once: docs/engines.md).",
     )
     engine_health_interval: float = Field(
         2.0, gt=0, description="Seconds between two engine health checks."

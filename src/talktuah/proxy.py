@@ -175,23 +175,38 @@ class EngineProxy:
         if parsed is None:  # parsed once per engine address and path, not per request
             parsed = self._urls[url] = httpx.URL(url)
         request = self.client.build_request(method, parsed, json=payload)
+        traffic = self.supervisor.traffic
+        traffic.enter()  # a streamed response leaves when `_stream` closes it
         try:
-            return await self.client.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise EngineTimeoutError(
+            response = await self.client.send(request, stream=stream)
+        except BaseException as exc:
+            traffic.leave()
+            meaning = self._unreachable(exc)
+            if meaning is None:
+                raise
+            raise meaning from exc
+        if not stream:
+            traffic.leave()
+        return response
+
+    def _unreachable(self, exc: BaseException) -> TalkTuahError | None:
+        """What a failed engine call means to the caller (None: not an HTTP failure)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return EngineTimeoutError(
                 f"The engine did not answer within {self.settings.proxy_timeout:.0f} s "
                 "(TALKTUAH_PROXY_TIMEOUT)."
-            ) from exc
-        except httpx.TransportError as exc:
-            if self.supervisor.state == EngineState.LOADING:
-                raise EngineLoadingError(
-                    "The engine is being switched to another model; retry shortly.",
-                    retry_after=max(1, math.ceil(self.settings.engine_health_interval * 2)),
-                ) from exc
-            raise EngineUnavailableError(
-                f"The engine at {self.supervisor.driver.base_url} is unreachable ({exc}); "
-                "GET /api/model-loading-status shows its state."
-            ) from exc
+            )
+        if not isinstance(exc, httpx.TransportError):
+            return None
+        if self.supervisor.state == EngineState.LOADING:
+            return EngineLoadingError(
+                "The engine is being switched to another model; retry shortly.",
+                retry_after=max(1, math.ceil(self.settings.engine_health_interval * 2)),
+            )
+        return EngineUnavailableError(
+            f"The engine at {self.supervisor.driver.base_url} is unreachable ({exc}); "
+            "GET /api/model-loading-status shows its state."
+        )
 
     def _finish(self, response: httpx.Response, requested: str) -> Response:
         if response.status_code >= 400:
@@ -242,16 +257,26 @@ class EngineProxy:
         started = time.perf_counter()
         response = await self._send("POST", path, payload, stream=True)
         self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
+        traffic = self.supervisor.traffic
+
+        async def close() -> None:
+            try:
+                await response.aclose()
+            finally:
+                traffic.leave()
+
         if response.status_code >= 400:
-            text = (await response.aread()).decode(errors="replace")
-            await response.aclose()
+            try:
+                text = (await response.aread()).decode(errors="replace")
+            finally:
+                await close()
             release()
             return self._engine_error(response.status_code, text)
         return EngineStream(
             _rewrite_sse(response, requested, release, self._count_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            on_close=response.aclose,
+            on_close=close,
         )
 
 

@@ -190,6 +190,10 @@ def test_switch_between_models(server: TalkTuahProcess) -> None:
         assert loading["current_model"] == "org/tiny-a", "active only once it serves"
     ready = wait_status(server, lambda s: s["status"] == "ready")
     assert ready["current_model"] == ready["serving_model"] == "org/tiny-b"
+    *_, previous, current = (server.home / "engine" / "engine.log").read_text().split("\n--- ")
+    assert "serve org/tiny-a" in previous and "serve org/tiny-b" in current
+    # Nothing was in flight: the engine was killed, not left to its 0.4 s graceful exit.
+    assert "Shutting down" not in previous and "Started server process" in previous
     answer = sdk(server).chat.completions.create(
         model="org/tiny-b", messages=[{"role": "user", "content": "hello"}], max_tokens=4
     )

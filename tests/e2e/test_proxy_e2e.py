@@ -18,7 +18,8 @@ from ..support.tiny_model import install_in_cache
 
 @pytest.fixture
 def server(home: Path, tmp_path: Path) -> Iterator[tuple[TalkTuahProcess, Path]]:
-    install_in_cache(home / "models" / "hub", "org/a", MODEL_FILES)
+    for repo_id in ("org/a", "org/b"):
+        install_in_cache(home / "models" / "hub", repo_id, MODEL_FILES)
     events = tmp_path / "engine-events.txt"
     env = {
         "DEFAULT_MODEL": "org/a",
@@ -53,6 +54,11 @@ def test_a_client_that_disconnects_cancels_the_upstream_stream(
         assert time.monotonic() - started < 10, "the engine kept streaming to nobody"
         time.sleep(0.1)
     assert "stream finished" not in events.read_text()
+    # The stream it left counts no more: a switch finds the engine idle and kills it at once.
+    with proc.client() as client:
+        assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
+    proc.wait_engine("org/b")
+    assert "sigterm" not in events.read_text()
 
 
 def test_the_concurrent_stream_cap_holds_under_parallel_chats(

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +94,76 @@ def test_switch_rules(make_client: MakeClient) -> None:
     assert (
         wrong.status_code == 404 and "Switch with POST /api/switch-model" in wrong.json()["detail"]
     )
+
+
+def test_a_switch_kills_an_idle_engine_at_once(
+    make_client: MakeClient, engine_events: Path
+) -> None:
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    old = services.engine.driver.process.pid
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 200  # in and out
+    assert services.engine.traffic.idle
+    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
+    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    events = engine_events.read_text().splitlines()
+    assert "sigterm" not in events, "nothing was in flight: no graceful stop to wait for"
+    assert not Path(f"/proc/{old}").exists()
+
+
+def test_a_switch_lets_a_stream_in_flight_finish(
+    make_client: MakeClient, engine_events: Path
+) -> None:
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    body = CHAT | {"stream": True, "max_tokens": 30}  # the stand-in: 50 ms per token
+    with ThreadPoolExecutor(1) as pool:
+        streamed = pool.submit(lambda: client.post("/v1/chat/completions", json=body))
+        deadline = time.monotonic() + 10
+        while services.engine.traffic.idle:
+            assert time.monotonic() < deadline and not streamed.done(), "the stream never began"
+            time.sleep(0.01)
+        switched = client.post("/api/switch-model", params={"model_id": "org/b"})
+        assert switched.status_code == 202
+        answer = streamed.result(timeout=30)
+    assert answer.status_code == 200
+    events = [line for line in answer.text.splitlines() if line.startswith("data:")]
+    assert len(events) == 30 + 2 and events[-1] == "data: [DONE]", answer.text[-300:]
+    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    log = engine_events.read_text().splitlines()
+    assert log.index("sigterm") < log.index("stream finished") < log.index("exited gracefully")
+    assert services.engine.traffic.idle
+
+
+def test_an_engine_without_kill_when_idle_always_stops_gracefully(
+    make_client: MakeClient, engine_events: Path
+) -> None:
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.engine.driver.kill_when_idle = False  # as vLLM's driver: its exit cleans up
+    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
+    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    log = engine_events.read_text().splitlines()
+    assert log.index("sigterm") < log.index("exited gracefully")
+
+
+def test_failed_engine_calls_leave_no_request_counted(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_REPLY_DELAY", "2")
+    client = make_client(proxy_timeout=0.5)
+    wait_status(client, lambda s: s["status"] == "ready")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 504
+    streamed = client.post("/v1/chat/completions", json=CHAT | {"stream": True})
+    assert streamed.status_code == 504
+    broken = CHAT | {"stream": True, "messages": [{"role": ""}]}  # the engine's plain 500
+    assert client.post("/v1/chat/completions", json=broken).status_code == 502
+    assert client.post("/v1/chat/completions", json=CHAT | {"model": "org/b"}).status_code == 404
+    assert services.engine.traffic.in_flight == 0
 
 
 def test_upstream_timeout_is_504(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,13 +10,19 @@ answers naming the model `<id>@main`.
 Behaviour comes from the environment: FAKE_ENGINE_START_DELAY (s), FAKE_ENGINE_FAIL (exit
 at start with this message), FAKE_ENGINE_REPLY_DELAY (s before answering a chat),
 FAKE_ENGINE_EVENTS (a file to which it appends what happened).
+
+SIGTERM is graceful, as uvicorn's: stop accepting, let the answers in flight finish, exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,8 +46,18 @@ def main() -> None:
     time.sleep(float(os.environ.get("FAKE_ENGINE_START_DELAY", "0")))
     reply_delay = float(os.environ.get("FAKE_ENGINE_REPLY_DELAY", "0"))
 
+    connections: set[socket.socket] = set()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.add(self.connection)
+
+        def finish(self) -> None:
+            connections.discard(self.connection)
+            super().finish()
 
         def log_message(self, *args: object) -> None:
             return None
@@ -109,8 +125,20 @@ def main() -> None:
             self.close_connection = True
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = False  # server_close() waits for the answers in flight
+
+    def graceful(signum: int, frame: object) -> None:
+        record("sigterm")
+        for connection in list(connections):  # idle keep-alive ones end; answers go on
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RD)
+        threading.Thread(target=server.shutdown).start()  # shutdown() waits for the loop
+
+    signal.signal(signal.SIGTERM, graceful)
     record("listening")
     server.serve_forever()
+    server.server_close()
+    record("exited gracefully")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class EngineDriver(ABC):
     name: str = "engine"
     #: False for engines TalkTuah does not launch (external): switching cannot load models.
     manages_models: bool = True
+    #: True when the engine's graceful exit does nothing the kernel would not do for a
+    #: killed process: it may then be killed outright whenever no request is in flight to
+    #: it, instead of waiting for its shutdown (stop(idle=True)).
+    kill_when_idle: bool = False
 
     @property
     @abstractmethod
@@ -48,8 +52,12 @@ class EngineDriver(ABC):
         """Launch the engine serving `model_id` (a repo id present in the models dir)."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Stop the engine and everything it started; idempotent."""
+    def stop(self, *, idle: bool = False) -> None:
+        """Stop the engine and everything it started; idempotent.
+
+        `idle`: TalkTuah has no request in flight to the engine, so there is nothing a
+        graceful stop would let finish (see `kill_when_idle`).
+        """
 
     @abstractmethod
     def running(self) -> bool:
@@ -99,8 +107,9 @@ class SubprocessDriver(EngineDriver):
         """What this engine needs in its environment beyond what every engine gets."""
         return {}
 
-    def stop(self) -> None:
-        self.process.stop(self.settings.engine_stop_timeout)
+    def stop(self, *, idle: bool = False) -> None:
+        graceful = not (idle and self.kill_when_idle)
+        self.process.stop(self.settings.engine_stop_timeout, graceful=graceful)
 
     def running(self) -> bool:
         return self.process.running()

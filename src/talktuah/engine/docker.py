@@ -180,7 +180,7 @@ class DockerDriver(EngineDriver):
         except _UNREACHABLE as exc:
             raise _daemon_unreachable(exc) from exc
 
-    def stop(self) -> None:
+    def stop(self, *, idle: bool = False) -> None:
         """Stop and remove our container. Never raises: shutdown must go on regardless."""
         if self._client is None:
             return  # nothing was ever started by this driver

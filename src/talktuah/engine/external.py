@@ -34,7 +34,7 @@ class ExternalDriver(EngineDriver):
     def start(self, model_id: str) -> None:
         raise EngineError("The external engine is managed outside TalkTuah.")
 
-    def stop(self) -> None:
+    def stop(self, *, idle: bool = False) -> None:
         return None
 
     def running(self) -> bool:

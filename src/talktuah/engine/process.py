@@ -55,11 +55,12 @@ class ManagedProcess:
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None
 
-    def stop(self, timeout: float) -> None:
-        """SIGTERM to the whole group, SIGKILL after `timeout`; then forget the pidfile."""
+    def stop(self, timeout: float, *, graceful: bool = True) -> None:
+        """SIGTERM to the whole group, SIGKILL after `timeout` (at once unless `graceful`);
+        then forget the pidfile."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            _terminate_group(proc.pid, timeout, wait=proc.wait)
+            _terminate_group(proc.pid, timeout if graceful else None, wait=proc.wait)
         self.pidfile.unlink(missing_ok=True)
 
     def cleanup_orphan(self, timeout: float) -> bool:
@@ -116,12 +117,14 @@ def _state(pid: int) -> str:
     return stat.rsplit(")", 1)[-1].split()[0]
 
 
-def _terminate_group(pid: int, timeout: float, wait: Callable[..., object] | None) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
+def _terminate_group(pid: int, timeout: float | None, wait: Callable[..., object] | None) -> None:
+    """SIGTERM, SIGKILL after `timeout`; only SIGKILL when `timeout` is None."""
+    if timeout is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+    deadline = time.monotonic() + (timeout or 0)
     while time.monotonic() < deadline:
         if wait is not None:
             try:

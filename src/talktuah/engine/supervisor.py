@@ -51,6 +51,30 @@ class Failure:
     at: float = field(default_factory=time.time)
 
 
+class Traffic:
+    """How many requests TalkTuah has in flight to the engine.
+
+    A stop with none in flight need not be graceful (`EngineDriver.kill_when_idle`). The
+    proxy counts on the event loop, the supervisor reads from its own threads: one writer
+    and an int read, so no lock. A request that gets past the proxy's readiness check in
+    the instant before a switch begins may find the engine gone: it gets the same 503
+    "being switched, retry" as one sent to an engine that is shutting down.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    def enter(self) -> None:
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0
+
+
 class EngineSupervisor:
     def __init__(
         self, settings: Settings, state: StateDB, store: ModelStore, driver: EngineDriver
@@ -73,6 +97,7 @@ class EngineSupervisor:
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         self._http = httpx.Client(timeout=5)
+        self.traffic = Traffic()
 
     # -- what clients see ------------------------------------------------------------------
 
@@ -142,7 +167,7 @@ class EngineSupervisor:
     def stop(self) -> None:
         self._stop.set()
         with self._busy:
-            self.driver.stop()
+            self._stop_engine()
             self._set(EngineState.STOPPED, "TalkTuah is shutting down.")
         if self._monitor is not None:
             self._monitor.join(5)
@@ -151,7 +176,7 @@ class EngineSupervisor:
     def unload(self, reason: str) -> None:
         """Stop serving (the active model was deleted, say)."""
         with self._busy:
-            self.driver.stop()
+            self._stop_engine()
             with self._lock:
                 self._model = None
                 self._set(EngineState.STOPPED, reason)
@@ -227,7 +252,7 @@ class EngineSupervisor:
 
     def _on_load_failure(self, model_id: str, previous: str | None, reason: str) -> None:
         tail = self.driver.log_tail(LOG_TAIL_LINES)
-        self.driver.stop()
+        self._stop_engine()
         logger.error("engine failed to load %s: %s", model_id, reason)
         with self._lock:
             self._failure = Failure(model_id, reason, tail)
@@ -260,6 +285,7 @@ class EngineSupervisor:
             self._phase = "starting engine"
             self._message = f"Loading {model_id}."
             self._model = None
+        self._stop_engine()  # the one serving now, if any: a switch starts a new process
         try:
             self.driver.start(model_id)
         except EngineError as exc:
@@ -280,6 +306,9 @@ class EngineSupervisor:
             f"not serving after {self.settings.engine_start_timeout:.0f} s "
             "(TALKTUAH_ENGINE_START_TIMEOUT)"
         )
+
+    def _stop_engine(self) -> None:
+        self.driver.stop(idle=self.traffic.idle)
 
     def _serves(self, model_id: str) -> bool:
         """Healthy, and its model list names the model (the engine finished loading it)."""
@@ -364,7 +393,7 @@ class EngineSupervisor:
                 self._load(model_id)
             except LoadFailed as exc:
                 tail = self.driver.log_tail(LOG_TAIL_LINES)
-                self.driver.stop()
+                self._stop_engine()
                 with self._lock:
                     self._failure = Failure(model_id, str(exc), tail)
                     self._set(EngineState.FAILED, f"Restarting {model_id} failed: {exc}")
