@@ -1,11 +1,12 @@
 """Proxy overhead: streamed chat through TalkTuah's /v1 vs straight to the engine vs nginx.
 
 Part 1, the proxy alone: a fast OpenAI-compatible upstream (bench/upstream.py: a fixed stream
-of SSE tokens, no model) is reached four ways at concurrency 1, 16 and 64:
+of SSE tokens, no model) is reached five ways at concurrency 1, 16 and 64:
   - directly,
   - through TalkTuah (`TALKTUAH_ENGINE=external`, `TALKTUAH_ENGINE_URL=<upstream>`),
-  - through bench/minimal_proxy.py, uvicorn + one pooled httpx client and nothing else: the
-    floor of the stack TalkTuah is built on,
+  - through bench/minimal_proxy.py, uvicorn + one pooled client and nothing else: the floor
+    of the stack TalkTuah is built on, once with TalkTuah's engine client (httpx on aiohttp)
+    and once with a plain httpx.AsyncClient (h11, what TalkTuah used before),
   - through Debian's nginx (bench/nginx.conf, `proxy_buffering off`, one worker), the lower
     bound of what any reverse proxy adds.
 "proxy CPU us/req" is the user + system CPU time of the proxy's process (nginx: master and
@@ -72,8 +73,9 @@ TARGET_P50_MS = 1.0
 TARGET_P99_MS = 5.0
 TARGET_RPS = 0.9
 CONCURRENCY = (1, 16, 64)
-#: bench/minimal_proxy.py: what uvicorn + httpx cost before TalkTuah does anything.
-FLOOR = "uvicorn+httpx floor"
+#: bench/minimal_proxy.py: what uvicorn + the engine client cost before TalkTuah does
+#: anything, with TalkTuah's engine client (httpx on aiohttp) and with plain httpx (h11).
+FLOORS = {"engine": "floor: uvicorn+engine client", "httpx": "floor: uvicorn+plain httpx"}
 
 
 @dataclass
@@ -303,11 +305,11 @@ def start_upstream(tokens: int) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def start_floor(upstream_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """bench/minimal_proxy.py: uvicorn + one httpx client and nothing else."""
+def start_floor(upstream_url: str, client: str) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/minimal_proxy.py: uvicorn + one pooled client and nothing else."""
     port = free_port()
     argv = [sys.executable, str(ROOT / "bench" / "minimal_proxy.py"), "--port", str(port),
-            "--upstream", upstream_url]  # fmt: skip
+            "--upstream", upstream_url, "--client", client]  # fmt: skip
     proc = launch(argv, f"http://127.0.0.1:{port}/v1/models", stdout=subprocess.DEVNULL)
     return proc, port
 
@@ -494,11 +496,11 @@ def main() -> None:
                 servers.append(alt)
                 label = f"talktuah ({alt_label(src)})"
                 targets.append(Target(label, f"{alt.url}/v1/chat/completions", pid=alt.proc.pid))
-            floor, floor_port = start_floor(up_url)
-            procs.append(floor)
-            targets.append(
-                Target(FLOOR, f"http://127.0.0.1:{floor_port}/v1/chat/completions", pid=floor.pid)
-            )
+            for kind, label in FLOORS.items():
+                floor, floor_port = start_floor(up_url, kind)
+                procs.append(floor)
+                url = f"http://127.0.0.1:{floor_port}/v1/chat/completions"
+                targets.append(Target(label, url, pid=floor.pid))
             if not args.no_nginx:
                 nginx, nginx_port = start_nginx(root / "nginx", up_port)
                 procs.append(nginx)

@@ -27,8 +27,15 @@ def test_an_unreachable_engine_is_503_during_a_switch_else_502(
     driver = services.engine.driver
     driver.port = free_port()  # type: ignore[attr-defined]  # nothing listens there
     services.engine._state = state
+
+    async def send() -> None:
+        try:
+            await services.proxy._send("POST", "/v1/chat/completions", {"model": "x"})
+        finally:
+            await services.proxy.close()
+
     with pytest.raises(error):
-        asyncio.run(services.proxy._send("POST", "/v1/chat/completions", {"model": "x"}))
+        asyncio.run(send())
 
 
 def test_sse_lines_are_rewritten_without_losing_anything() -> None:
@@ -91,11 +98,15 @@ def test_a_cookie_the_engine_sets_never_reaches_another_callers_request(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         services.engine.driver.port = server.server_address[1]  # type: ignore[attr-defined]
+        services.settings.engine_host = "localhost"  # a name: cookie jars ignore bare IPs
 
         async def two_callers() -> None:
-            for _ in range(2):
-                answer = await services.proxy._send("POST", "/v1/chat/completions", {"a": 1})
-                assert answer.headers["set-cookie"].startswith("session=")
+            try:
+                for _ in range(2):
+                    answer = await services.proxy._send("POST", "/v1/chat/completions", {"a": 1})
+                    assert answer.headers["set-cookie"].startswith("session=")
+            finally:
+                await services.proxy.close()
 
         asyncio.run(two_callers())
     finally:

@@ -16,7 +16,6 @@ import math
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from .config import Settings
 from .engine.base import EngineState
 from .engine.supervisor import EngineSupervisor
+from .engine_client import engine_client
 from .errors import (
     EngineLoadingError,
     EngineTimeoutError,
@@ -68,13 +68,7 @@ class EngineProxy:
         self.settings = settings
         self.supervisor = supervisor
         self.metrics = metrics or Metrics()
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.proxy_timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            # One client serves every caller: a cookie the engine set for one must never
-            # ride along on another's request.
-            cookies=_NoCookies(),
-        )
+        self.client = engine_client(httpx.Timeout(settings.proxy_timeout, connect=5.0))
         self._urls: dict[str, httpx.URL] = {}
 
     async def close(self) -> None:
@@ -278,20 +272,6 @@ class EngineProxy:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             on_close=close,
         )
-
-
-class _NoCookies(CookieJar):
-    """A jar that never stores or sends a cookie.
-
-    A blocking policy alone is not enough on the hot path: the jar would still parse every
-    answer's headers to find nothing to keep (~0.05 ms per chat, bench/proxy.py).
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
 
 
 def _check_messages(messages: list[Any]) -> None:

@@ -1,0 +1,115 @@
+"""engine_client: httpx's API on aiohttp, failing with the httpx exception that fits.
+
+Each failure is made for real by a loopback server that misbehaves on cue; what matters to
+the proxy is timeout (504) vs anything else (502, or 503 during a switch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import httpx
+import pytest
+
+from talktuah.engine_client import engine_client
+
+from .support.server import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def _request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def _with_server(handler: Handler, use: Callable[[httpx.AsyncClient, str], Awaitable[None]],
+                       read_timeout: float = 5.0) -> None:  # fmt: skip
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = engine_client(httpx.Timeout(read_timeout, connect=2.0))
+    try:
+        await use(client, f"http://127.0.0.1:{port}/v1/chat/completions")
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
+    async def main() -> None:
+        client = engine_client(httpx.Timeout(5.0, connect=2.0))
+        try:
+            with pytest.raises(httpx.ConnectError) as caught:
+                await client.post(f"http://127.0.0.1:{free_port()}/v1/models")
+        finally:
+            await client.aclose()
+        assert not isinstance(caught.value, httpx.TimeoutException)
+
+    asyncio.run(main())
+
+
+def test_a_server_that_hangs_up_without_answering_is_a_protocol_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(url, json={})
+
+    asyncio.run(_with_server(hang_up, use))
+
+
+def test_an_answer_that_breaks_off_is_a_read_error() -> None:
+    async def break_off(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(HEAD + b"8\r\ndata: 1\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        async with client.stream("POST", url, json={}) as response:
+            assert response.status_code == 200
+            chunks: list[bytes] = []
+            with pytest.raises(httpx.ReadError):
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
+        assert b"".join(chunks) == b"data: 1\n"
+
+    asyncio.run(_with_server(break_off, use))
+
+
+def test_an_engine_that_goes_silent_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        await asyncio.sleep(3)
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(url, json={})
+
+    asyncio.run(_with_server(silent, use, read_timeout=0.3))
+
+
+def test_events_stream_through_and_the_connection_is_reused() -> None:
+    peers: list[object] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername"))
+        for _ in range(2):
+            await _request(reader)
+            writer.write(HEAD + b"8\r\ndata: 1\n\r\n" + b"8\r\ndata: 2\n\r\n" + b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        for _ in range(2):
+            async with client.stream("POST", url, json={"stream": True}) as response:
+                body = b"".join([chunk async for chunk in response.aiter_bytes()])
+            assert body == b"data: 1\ndata: 2\n"
+        assert len(peers) == 1, "both requests went over one kept-alive connection"
+
+    asyncio.run(_with_server(serve, use))
