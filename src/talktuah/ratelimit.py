@@ -64,13 +64,14 @@ class RateLimits:
                     retry_after=1,
                 )
             self._streams[principal.key_id] = open_now + 1
-        released = threading.Event()
+        released = False
 
         def release() -> None:
-            if released.is_set():
-                return
-            released.set()
+            nonlocal released
             with self._lock:
+                if released:
+                    return
+                released = True
                 self._streams[principal.key_id] = max(0, self._streams[principal.key_id] - 1)
 
         return release
