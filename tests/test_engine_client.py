@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+import talktuah.engine_client
 from talktuah.engine_client import engine_client
 
 from .support.server import free_port
@@ -111,5 +112,35 @@ def test_events_stream_through_and_the_connection_is_reused() -> None:
                 body = b"".join([chunk async for chunk in response.aiter_bytes()])
             assert body == b"data: 1\ndata: 2\n"
         assert len(peers) == 1, "both requests went over one kept-alive connection"
+
+    asyncio.run(_with_server(serve, use))
+
+
+def test_an_idle_connection_is_dropped_before_the_engine_would_drop_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn (the engines' server) closes idle connections after 5 s; the client must let
+    go first, or a request can go out on a connection that is being closed under it."""
+    monkeypatch.setattr(talktuah.engine_client, "KEEPALIVE_SECONDS", 0.2)
+    peers: list[object] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername"))
+        while True:
+            try:
+                await _request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        await client.post(url, json={})
+        await client.post(url, json={})
+        assert len(peers) == 1
+        await asyncio.sleep(0.4)
+        await client.post(url, json={})
+        assert len(peers) == 2, "the idle connection outlived KEEPALIVE_SECONDS"
 
     asyncio.run(_with_server(serve, use))

@@ -33,13 +33,18 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+#: Idle connections are closed after this long: before the engine's own uvicorn closes them
+#: (5 s, in `transformers serve` and vLLM alike), so a request never goes out on a
+#: connection the engine is closing at that moment.
+KEEPALIVE_SECONDS = 4.0
+
 
 def engine_client(timeout: httpx.Timeout, max_connections: int = 100) -> httpx.AsyncClient:
     """One pooled client for all engine traffic (create it once, close it with `aclose`)."""
-    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=5.0)
+    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS)
 
     def session() -> aiohttp.ClientSession:  # created on first use, inside the event loop
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=5.0)
+        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=KEEPALIVE_SECONDS)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return httpx.AsyncClient(
