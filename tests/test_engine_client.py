@@ -144,3 +144,59 @@ def test_an_idle_connection_is_dropped_before_the_engine_would_drop_it(
         assert len(peers) == 2, "the idle connection outlived KEEPALIVE_SECONDS"
 
     asyncio.run(_with_server(serve, use))
+
+
+def test_events_that_arrived_together_are_read_as_one_chunk_and_none_is_held() -> None:
+    """The proxy writes each chunk it reads: what piled up while it was busy goes out in
+    one write, and a lone event is never held back waiting for company."""
+    later = asyncio.Event()
+
+    async def burst_then_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(HEAD)
+        for index in range(4):
+            writer.write(b"8\r\ndata: %d\n\r\n" % index)
+            await writer.drain()
+        await later.wait()
+        writer.write(b"8\r\ndata: 4\n\r\n0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        async with client.stream("POST", url, json={}) as response:
+            chunks = response.aiter_bytes()
+            await asyncio.sleep(0.2)  # the proxy is busy; the burst piles up meanwhile
+            assert await anext(chunks) == b"data: 0\ndata: 1\ndata: 2\ndata: 3\n"
+            later.set()
+            assert await asyncio.wait_for(anext(chunks), 2) == b"data: 4\n"
+
+    asyncio.run(_with_server(burst_then_one, use))
+
+
+def test_a_client_that_stops_reading_stops_the_engine_soon() -> None:
+    """Backpressure: the read-ahead is bounded, so an engine streaming to a stalled client
+    is made to wait instead of filling TalkTuah's memory."""
+    written = 0
+    piece = b"x" * 65536
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+
+    async def firehose(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        await _request(reader)
+        writer.write(HEAD)
+        try:
+            while True:
+                writer.write(chunk)
+                await writer.drain()
+                written += len(piece)
+        except (ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+    async def use(client: httpx.AsyncClient, url: str) -> None:
+        async with client.stream("POST", url, json={}) as response:
+            chunks = response.aiter_bytes()
+            await anext(chunks)
+            await asyncio.sleep(1.0)  # the client stalls; loopback moves GB/s meanwhile
+            assert 0 < written < 32 * 2**20, f"{written / 2**20:.0f} MiB read ahead"
+
+    asyncio.run(_with_server(firehose, use))

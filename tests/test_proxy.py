@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -113,78 +112,3 @@ def test_a_cookie_the_engine_sets_never_reaches_another_callers_request(
         server.shutdown()
         server.server_close()
     assert seen == [None, None]
-
-
-class Source:
-    """An async chunk source fed by hand, recording how far it was read."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
-        self.read = 0
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (item := await self.queue.get()) is not None:
-            if isinstance(item, Exception):
-                raise item
-            self.read += 1
-            yield item
-
-
-def test_coalesce_merges_what_is_already_here_and_never_waits_for_more() -> None:
-    from talktuah.proxy import coalesce
-
-    async def scenario() -> list[bytes]:
-        source = Source()
-        out = coalesce(source.chunks())
-        for chunk in (b"a", b"b", b"c", b"d"):  # a burst: all arrived together
-            source.queue.put_nowait(chunk)
-        got = [await anext(out)]  # the first goes out alone, at once (time to first byte)
-        got.append(await anext(out))  # the rest of the burst, in one piece
-        source.queue.put_nowait(b"e")  # a lone token: out at once, not held for company
-        got.append(await asyncio.wait_for(anext(out), 1))
-        source.queue.put_nowait(None)
-        got.extend([chunk async for chunk in out])
-        return got
-
-    assert asyncio.run(scenario()) == [b"a", b"bcd", b"e"]
-
-
-def test_coalesce_passes_the_engine_error_on_after_what_came_before() -> None:
-    from talktuah.proxy import coalesce
-
-    async def scenario() -> tuple[list[bytes], BaseException | None]:
-        source = Source()
-        for item in (b"1", b"2", ConnectionResetError("engine died")):
-            source.queue.put_nowait(item)
-        got: list[bytes] = []
-        try:
-            async for chunk in coalesce(source.chunks()):
-                got.append(chunk)
-        except ConnectionResetError as exc:
-            return got, exc
-        return got, None
-
-    got, error = asyncio.run(scenario())
-    assert got == [b"1", b"2"] and isinstance(error, ConnectionResetError)
-
-
-def test_coalesce_reads_ahead_only_so_far_and_stops_when_closed() -> None:
-    from talktuah.proxy import COALESCE_AHEAD, coalesce
-
-    async def scenario() -> tuple[int, int]:
-        source = Source()
-        for index in range(COALESCE_AHEAD * 4):
-            source.queue.put_nowait(b"%d," % index)
-        out = coalesce(source.chunks())
-        await anext(out)
-        await anext(out)  # the reader is running; now the client stalls
-        await asyncio.sleep(0.05)
-        ahead = source.read
-        await out.aclose()  # the client went away
-        await asyncio.sleep(0.01)
-        return ahead, source.read
-
-    ahead, after_close = asyncio.run(scenario())
-    # Bounded read-ahead (backpressure reaches the engine), and no reading after the close.
-    assert ahead <= 2 * COALESCE_AHEAD + 3
-    assert after_close == ahead

@@ -8,14 +8,12 @@ engine is down, 504 when it does not answer in time.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import httpx
@@ -303,7 +301,9 @@ async def _rewrite_sse(
 
     Bytes in, bytes out: an event is re-encoded only when it carries `usage` (counted) or
     does not look like a plain chunk; otherwise only its `"model"` value is swapped in place.
-    Events already waiting when the client is sent one go out together (`coalesce`).
+    Events that reached TalkTuah while the previous write was under way arrive here as one
+    chunk (the engine client's aiohttp reader buffers them) and go out in one write; its
+    buffer is bounded, so a slow client slows the engine down rather than filling memory.
 
     If the client goes away, EngineStream (streaming.py) closes this generator; closing the
     upstream response (the `finally`) then cancels the engine's generation too.
@@ -312,7 +312,7 @@ async def _rewrite_sse(
     done = False
     pending = b""
     try:
-        async for raw in coalesce(response.aiter_bytes()):
+        async for raw in response.aiter_bytes():
             *lines, pending = (pending + raw).split(b"\n")
             out = []
             for line in lines:
@@ -333,57 +333,6 @@ async def _rewrite_sse(
 
 
 _DONE = b"data: [DONE]\n\n"
-
-#: Chunks read ahead of a slow client before the engine is left waiting (backpressure).
-COALESCE_AHEAD = 64
-
-
-async def coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """The chunks of `chunks`, merged when several are already here; never waits for more.
-
-    httpx hands over one chunk per HTTP chunk and engines write one per SSE event, so
-    without this every event is its own trip through the ASGI stack and its own syscall,
-    also when a burst of them arrived in one socket read — which is what happens when the
-    proxy is busy (many streams) and events queue up. After the first chunk (passed on at
-    once: the time to first byte pays nothing for this), a reader task queues chunks as
-    they come and each wait here takes everything queued with it. httpx has no call for
-    "what is already buffered", hence the small queue.
-    """
-    iterator = aiter(chunks)
-    try:
-        first = await anext(iterator)
-    except StopAsyncIteration:
-        return
-    yield first
-    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(COALESCE_AHEAD)
-
-    async def pump() -> None:
-        try:
-            async for chunk in iterator:
-                await queue.put(chunk)
-        except Exception as exc:  # handed over, raised in the consumer's task
-            await queue.put(exc)
-        else:
-            await queue.put(None)
-
-    reader = asyncio.create_task(pump())
-    try:
-        while True:
-            items = [await queue.get()]
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            data = [item for item in items if isinstance(item, bytes)]
-            if data:
-                yield b"".join(data)
-            end = items[-1]  # only the reader's last item can be the end or its error
-            if isinstance(end, Exception):
-                raise end
-            if end is None:
-                return
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
 
 
 def _rewrite_line(
