@@ -19,9 +19,10 @@ HTTP/1.1 client by default (one keep-alive connection per concurrent stream), or
 httpx.AsyncClient with `--client httpx` (which itself saturates a core here; see RawConnection).
 
 Part 2, the real engine: `transformers serve` with a tiny random model (tests/support), at
-concurrency 1, through TalkTuah vs straight to the same engine process, with TalkTuah's
-defaults (the engine gets all CPUs but one: TALKTUAH_ENGINE_THREADS). `--engine-env
-TALKTUAH_ENGINE_THREADS=2` adds a run with other settings, e.g. one thread per CPU.
+concurrency 1, through TalkTuah and through the two floors vs straight to the same engine
+process, with TalkTuah's defaults (the engine gets all CPUs but one:
+TALKTUAH_ENGINE_THREADS). `--engine-env TALKTUAH_ENGINE_THREADS=2` adds a run with other
+settings, e.g. one thread per CPU.
 
 Targets: added TTFB p50 <= 1 ms and p99 <= 5 ms; req/s >= 0.9x direct.
 
@@ -470,7 +471,7 @@ def main() -> None:
         engine_counts = {1: 10}
     else:
         counts = {1: 300, 16: 1000, 64: 2000}
-        engine_counts = {1: 30}
+        engine_counts = {1: 100}
     results: dict[str, Any] = {
         "quick": args.quick, "rounds": args.rounds, "counts": counts, "client": args.client,
         "tokens": args.tokens,
@@ -571,6 +572,7 @@ def engine_run(
 
     files = tiny_chat_model_files(seed=11)
     servers: list[TalkTuahProcess] = []
+    floors: list[subprocess.Popen[bytes]] = []
     try:
         targets = []
         for index, src in enumerate([None, *alt_srcs]):
@@ -586,6 +588,11 @@ def engine_run(
                 targets.append(
                     Target("talktuah", f"{server.url}/v1/chat/completions", pid=server.proc.pid)
                 )
+                for kind, label in FLOORS.items():  # the bare stack, in front of this engine
+                    floor, floor_port = start_floor(f"http://127.0.0.1:{port}", kind)
+                    floors.append(floor)
+                    url = f"http://127.0.0.1:{floor_port}/v1/chat/completions"
+                    targets.append(Target(label, url, pid=floor.pid))
             else:
                 label = f"talktuah ({alt_label(src)})"
                 targets.append(
@@ -595,6 +602,8 @@ def engine_run(
     finally:
         for server in servers:
             server.stop()
+        for floor in floors:
+            stop_process(floor)
     return summarize(targets, "direct")
 
 
