@@ -12,10 +12,14 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from ..support.engine import CHAT, MakeClient, wait_status
+from talktuah.services import Services
+
+from ..support.engine import CHAT, MakeClient, switch_and_wait, wait_status
 
 
 def test_startup_loads_the_active_model(
@@ -96,17 +100,21 @@ def test_switch_rules(make_client: MakeClient) -> None:
     )
 
 
+def ready(make_client: MakeClient, **overrides: Any) -> tuple[TestClient, Services]:
+    """TalkTuah with the stand-in engine serving org/a, and its services."""
+    client = make_client(**overrides)
+    wait_status(client, lambda s: s["status"] == "ready")
+    return client, client.app.state.services  # type: ignore[attr-defined]
+
+
 def test_a_switch_kills_an_idle_engine_at_once(
     make_client: MakeClient, engine_events: Path
 ) -> None:
-    client = make_client()
-    wait_status(client, lambda s: s["status"] == "ready")
-    services = client.app.state.services  # type: ignore[attr-defined]
+    client, services = ready(make_client)
     old = services.engine.driver.process.pid
     assert client.post("/v1/chat/completions", json=CHAT).status_code == 200  # in and out
     assert services.engine.traffic.idle
-    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
-    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    switch_and_wait(client, "org/b")
     events = engine_events.read_text().splitlines()
     assert "sigterm" not in events, "nothing was in flight: no graceful stop to wait for"
     assert not Path(f"/proc/{old}").exists()
@@ -115,9 +123,7 @@ def test_a_switch_kills_an_idle_engine_at_once(
 def test_a_switch_lets_a_stream_in_flight_finish(
     make_client: MakeClient, engine_events: Path
 ) -> None:
-    client = make_client()
-    wait_status(client, lambda s: s["status"] == "ready")
-    services = client.app.state.services  # type: ignore[attr-defined]
+    client, services = ready(make_client)
     body = CHAT | {"stream": True, "max_tokens": 30}  # the stand-in: 50 ms per token
     with ThreadPoolExecutor(1) as pool:
         streamed = pool.submit(lambda: client.post("/v1/chat/completions", json=body))
@@ -140,12 +146,9 @@ def test_a_switch_lets_a_stream_in_flight_finish(
 def test_an_engine_without_kill_when_idle_always_stops_gracefully(
     make_client: MakeClient, engine_events: Path
 ) -> None:
-    client = make_client()
-    wait_status(client, lambda s: s["status"] == "ready")
-    services = client.app.state.services  # type: ignore[attr-defined]
+    client, services = ready(make_client)
     services.engine.driver.kill_when_idle = False  # as vLLM's driver: its exit cleans up
-    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
-    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    switch_and_wait(client, "org/b")
     log = engine_events.read_text().splitlines()
     assert log.index("sigterm") < log.index("exited gracefully")
 
@@ -154,9 +157,7 @@ def test_failed_engine_calls_leave_no_request_counted(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_ENGINE_REPLY_DELAY", "2")
-    client = make_client(proxy_timeout=0.5)
-    wait_status(client, lambda s: s["status"] == "ready")
-    services = client.app.state.services  # type: ignore[attr-defined]
+    client, services = ready(make_client, proxy_timeout=0.5)
     assert client.post("/v1/chat/completions", json=CHAT).status_code == 504
     streamed = client.post("/v1/chat/completions", json=CHAT | {"stream": True})
     assert streamed.status_code == 504

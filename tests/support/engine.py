@@ -78,3 +78,9 @@ def wait_status(
 
 
 CHAT = {"model": "org/a", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+
+
+def switch_and_wait(client: TestClient, model_id: str) -> dict[str, Any]:
+    """Switch to `model_id` and wait until the engine serves it."""
+    assert client.post("/api/switch-model", params={"model_id": model_id}).status_code == 202
+    return wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == model_id)
