@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,18 @@ def test_the_proxy_limit_counts_per_key_and_says_when_to_retry(tmp_path: Path) -
         limits.hit(caller, PROXY)
     assert 1 <= over.value.retry_after <= 60
     limits.hit(Principal("k2", "other", frozenset(), proxy_rate_limit="2/minute"), PROXY)
+
+
+def test_counting_starts_no_threads_and_a_window_that_ends_starts_afresh(tmp_path: Path) -> None:
+    """limits' own memory storage started a sweeping thread after nearly every hit."""
+    limits = RateLimits(Settings(home=tmp_path))
+    caller = principal(proxy_rate_limit="3/second")
+    time.sleep(0.05)  # past limits' own 10 ms sweep timer, started when the storage was made
+    before = {thread.ident for thread in threading.enumerate()}
+    for _ in range(3):
+        limits.hit(caller, PROXY)
+    with pytest.raises(RateLimitedError):
+        limits.hit(caller, PROXY)
+    assert {thread.ident for thread in threading.enumerate()} <= before
+    time.sleep(1.05)  # the one-second window is over: its counter is dropped when next read
+    limits.hit(caller, PROXY)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from limits import parse
+from limits.storage import MemoryStorage
 from slowapi import Limiter
 
 from .config import Settings
@@ -29,10 +30,27 @@ MANAGEMENT = "management"
 PROXY = "proxy"
 
 
+class _Counters(MemoryStorage):
+    """limits' in-memory storage (slowapi's default), without its sweeping thread.
+
+    After a hit, MemoryStorage starts a 10 ms `threading.Timer` to sweep expired counters
+    unless one is still pending: on a proxy that is a new thread on nearly every request,
+    started (and waited for) before the request is forwarded. Nothing needs sweeping here:
+    an expired counter is dropped when it is next read (`get`, which every `incr` calls
+    first), and there is one counter per key, route group and limit. Registered under its
+    own scheme, so slowapi builds it from the storage URI like any other.
+    """
+
+    STORAGE_SCHEME = ["talktuah-memory"]
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the private hook
+        return None
+
+
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._limiter = Limiter(key_func=lambda: "", storage_uri="memory://").limiter
+        self._limiter = Limiter(key_func=lambda: "", storage_uri="talktuah-memory://").limiter
         self._streams: dict[str, int] = {}
         self._lock = threading.Lock()
 
