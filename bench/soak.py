@@ -88,8 +88,10 @@ def main() -> None:
                     "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 lines = [line for line in response.iter_lines() if line.startswith("data:")]
-            # 503 while a switch loads and 404 for a model switched away are expected
-            ok = (response.status_code == 200 and bool(lines)) or response.status_code in (404, 503)
+            # 503 while a switch loads and 404 for a model switched away are expected; a
+            # stream that began must end with [DONE] (a switch lets it finish)
+            complete = bool(lines) and lines[-1] == "data: [DONE]"
+            ok = (response.status_code == 200 and complete) or response.status_code in (404, 503)
             record("chat", ok, f"{response.status_code} {lines[:1]}")
 
         def pull() -> None:
@@ -120,6 +122,7 @@ def main() -> None:
         for thread in threads:
             thread.join()
         end_rss = rss_mb(server.proc.pid)
+        log = server.log()
         server.stop()
         hub.stop()
         errors = sum(n for key, n in outcomes.items() if key.endswith("error"))
@@ -128,6 +131,8 @@ def main() -> None:
             print(f"{key:<16}{count:>8}")
         for failure, count in failures.most_common(10):
             print(f"  {count} x {failure}")
+        if "Traceback" in log:  # the server's own account of what went wrong
+            print(log[log.index("Traceback") - 400 :][:6000])
         print(f"server RSS: {start_rss:.1f} MB at start, {end_rss:.1f} MB at end")
         print(f"errors: {errors}")
 

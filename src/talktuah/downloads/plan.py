@@ -118,14 +118,24 @@ def plan_download(
         for s in siblings
     ]
     cached = frozenset(
-        f.path
-        for f in files
-        if isinstance(
-            try_to_load_from_cache(model_id, f.path, cache_dir=cache_dir, revision=info.sha),
-            str,
-        )
+        f.path for f in files if cached_file(model_id, f.path, cache_dir, info.sha) is not None
     )
     return DownloadPlan(commit_hash=info.sha, files=files, cached=cached)
+
+
+def cached_file(model_id: str, filename: str, cache_dir: Path, revision: str) -> Path | None:
+    """Where `filename` of `model_id`@`revision` is in the cache, or None.
+
+    `try_to_load_from_cache` checks that the snapshots folder exists and then lists it; a
+    delete in between (another request, `hf cache delete`) makes it raise
+    FileNotFoundError — found by bench/soak.py as a 500 on download requests. A file whose
+    repo is being removed is not cached.
+    """
+    try:
+        found = try_to_load_from_cache(model_id, filename, cache_dir=cache_dir, revision=revision)
+    except FileNotFoundError:
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def is_network_error(exc: BaseException) -> bool:

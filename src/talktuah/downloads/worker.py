@@ -24,7 +24,6 @@ from huggingface_hub import (
     hf_hub_download,
     hf_hub_url,
     scan_cache_dir,
-    try_to_load_from_cache,
 )
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -43,7 +42,7 @@ from ..errors import (
     IntegrityError,
 )
 from .jobs import DownloadJob, PlannedFile
-from .plan import is_network_error
+from .plan import cached_file, is_network_error
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
 
 logger = logging.getLogger(__name__)
@@ -148,11 +147,8 @@ class JobRunner:
         self.persist(self.job)
 
     def _cached_path(self, planned: PlannedFile) -> Path | None:
-        found = try_to_load_from_cache(
-            self.job.model_id, planned.path, cache_dir=self.models_dir,
-            revision=self.job.commit_hash,
-        )  # fmt: skip
-        return Path(found) if isinstance(found, str) else None
+        assert self.job.commit_hash is not None
+        return cached_file(self.job.model_id, planned.path, self.models_dir, self.job.commit_hash)
 
     def _fetch(self, planned: PlannedFile) -> None:
         job = self.job

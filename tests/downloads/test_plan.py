@@ -1,0 +1,52 @@
+"""downloads/plan.py pieces that need no Hub."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
+from talktuah.downloads.plan import cached_file
+
+COMMIT = "0" * 40
+
+
+def test_a_repo_removed_while_it_is_looked_up_is_not_cached(tmp_path: Path) -> None:
+    """Regression (bench/soak.py, a 500 on POST /api/download-model): the library checks that
+    the snapshots folder exists, then lists it; a delete in between raised out of planning."""
+    snapshots = tmp_path / "models--org--x" / "snapshots"
+    snapshots.mkdir(parents=True)
+    churn = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, sys\n"
+         "while True:\n"
+         "    try: os.rmdir(sys.argv[1])\n"
+         "    except FileNotFoundError: pass\n"
+         "    os.mkdir(sys.argv[1])\n",
+         str(snapshots)],
+    )  # fmt: skip
+    library_raised = calls = 0
+    try:
+        deadline = time.monotonic() + 10
+        while library_raised < 3 and time.monotonic() < deadline:
+            calls += 1
+            assert cached_file("org/x", "a.txt", tmp_path, COMMIT) is None
+            try:
+                try_to_load_from_cache("org/x", "a.txt", cache_dir=tmp_path, revision=COMMIT)
+            except FileNotFoundError:
+                library_raised += 1
+    finally:
+        churn.kill()
+        churn.wait(5)
+    assert library_raised == 3, f"the race never happened in {calls} tries: nothing was tested"
+
+
+def test_a_cached_file_is_found(tmp_path: Path) -> None:
+    snapshot = tmp_path / "models--org--x" / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "a.txt").write_text("a")
+    assert cached_file("org/x", "a.txt", tmp_path, COMMIT) == snapshot / "a.txt"
+    assert cached_file("org/x", "b.txt", tmp_path, COMMIT) is None
