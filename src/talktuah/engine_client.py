@@ -40,15 +40,18 @@ KEEPALIVE_SECONDS = 4.0
 
 
 def engine_client(timeout: httpx.Timeout, max_connections: int = 100) -> httpx.AsyncClient:
-    """One pooled client for all engine traffic (create it once, close it with `aclose`)."""
-    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS)
+    """One pooled client for all engine traffic (create it once, close it with `aclose`).
+
+    The pool is aiohttp's connector, so its limits are set there (the transport's own
+    `limits` argument only applies when it builds the session itself).
+    """
 
     def session() -> aiohttp.ClientSession:  # created on first use, inside the event loop
         connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=KEEPALIVE_SECONDS)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return httpx.AsyncClient(
-        transport=EngineTransport(limits=limits, client=session),
+        transport=EngineTransport(client=session),
         timeout=timeout,
         cookies=_NoCookies(),
     )
