@@ -252,20 +252,23 @@ class EngineProxy:
         traffic = self.supervisor.traffic
 
         async def close() -> None:
+            """The one end of every streamed call, however it ends: EngineStream calls it
+            after the last byte or when the client left (closing the engine's response
+            cancels its generation), the error path below before answering."""
             try:
                 await response.aclose()
             finally:
                 traffic.leave()
+                release()
 
         if response.status_code >= 400:
             try:
                 text = (await response.aread()).decode(errors="replace")
             finally:
                 await close()
-            release()
             return self._engine_error(response.status_code, text)
         return EngineStream(
-            _rewrite_sse(response, requested, release, self._count_usage),
+            _rewrite_sse(response, requested, self._count_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             on_close=close,
@@ -292,10 +295,7 @@ _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
 async def _rewrite_sse(
-    response: httpx.Response,
-    requested: str,
-    release: Callable[[], None],
-    count_usage: Callable[[object], None],
+    response: httpx.Response, requested: str, count_usage: Callable[[object], None]
 ) -> AsyncGenerator[bytes, None]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
@@ -305,31 +305,27 @@ async def _rewrite_sse(
     chunk (the engine client's aiohttp reader buffers them) and go out in one write; its
     buffer is bounded, so a slow client slows the engine down rather than filling memory.
 
-    If the client goes away, EngineStream (streaming.py) closes this generator; closing the
-    upstream response (the `finally`) then cancels the engine's generation too.
+    Only a transformation: the engine's response is closed by `EngineProxy._stream`'s
+    `close`, which EngineStream (streaming.py) always calls, also when the client left.
     """
     model_field = b'"model":' + json.dumps(requested).encode()
     done = False
     pending = b""
-    try:
-        async for raw in response.aiter_bytes():
-            *lines, pending = (pending + raw).split(b"\n")
-            out = []
-            for line in lines:
-                piece = _rewrite_line(line, model_field, requested, count_usage)
-                done = done or piece == _DONE
-                out.append(piece)
-            if out:
-                yield b"".join(out)
-        if pending.strip():
-            piece = _rewrite_line(pending, model_field, requested, count_usage)
+    async for raw in response.aiter_bytes():
+        *lines, pending = (pending + raw).split(b"\n")
+        out = []
+        for line in lines:
+            piece = _rewrite_line(line, model_field, requested, count_usage)
             done = done or piece == _DONE
-            yield piece
-        if not done:
-            yield _DONE
-    finally:
-        release()
-        await response.aclose()
+            out.append(piece)
+        if out:
+            yield b"".join(out)
+    if pending.strip():
+        piece = _rewrite_line(pending, model_field, requested, count_usage)
+        done = done or piece == _DONE
+        yield piece
+    if not done:
+        yield _DONE
 
 
 _DONE = b"data: [DONE]\n\n"
