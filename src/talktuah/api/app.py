@@ -14,13 +14,14 @@ from ..services import Services
 from ..ui import STATIC_DIR
 from .auth import AuthDep
 from .direct import DirectRoutes
+from .docs import install_docs
 from .errors import error_responses, install_error_handlers
 from .middleware import RequestContextMiddleware
 from .routers import downloads, engine, keys, meta, models, openai
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
-# viewers are public too: they describe the API but hold no data, and a browser opening
-# /docs cannot send a bearer header.
+# viewers (and their scripts, api/docs.py) are public too: they describe the API but hold no
+# data, and a browser opening /docs cannot send a bearer header.
 PUBLIC_PATHS = frozenset({"/", "/api/healthz", "/metrics"})
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
@@ -41,7 +42,10 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
         "Send `Authorization: Bearer <PROXY_API_KEY>` to every route but /, "
         "/api/healthz and /metrics.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
+    install_docs(app, app.title)
     app.state.services = services
     install_error_handlers(app)
     app.include_router(meta.router, responses=error_responses(413, 422))
