@@ -3,6 +3,7 @@
 ```
 TalkTuahError
 ├── InvalidModelIdError        a repo id we refuse to touch            -> 422
+├── InvalidParameterError      control characters / over-long text     -> 422
 ├── ModelNotFoundError         not in the models dir                   -> 404
 │   └── HubNotFoundError       no such repo / revision on the Hub      -> 404
 ├── JobNotFoundError           no download job with that id            -> 404
@@ -41,6 +42,10 @@ class TalkTuahError(Exception):
 
 class InvalidModelIdError(TalkTuahError, ValueError):
     """The model id is not a Hugging Face repo id we are willing to map to a path."""
+
+
+class InvalidParameterError(TalkTuahError, ValueError):
+    """A parameter no one means: control characters, or far longer than any real value."""
 
 
 class ModelNotFoundError(TalkTuahError, LookupError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -21,11 +22,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from limits import parse
+from limits import parse_many
 
 from .errors import InvalidKeyRequestError, KeyNotFoundError
 from .security import ApiKey
 from .state import StateDB
+
+logger = logging.getLogger(__name__)
 
 
 class Scope(StrEnum):
@@ -38,6 +41,15 @@ class Scope(StrEnum):
 KEY_PREFIX = "tt_"
 ENV_KEY_ID = "env"
 _LAST_USED_EVERY = 30.0  # seconds between last_used_at writes for one key
+_WARN_EVERY = 300.0  # seconds between warnings that last_used_at cannot be written
+
+# Bounds on what a key may be created with. Beyond them a value is a mistake or an attack,
+# not a wish: NaN or 1e309 days crash the expiry arithmetic, a 20-digit max_streams does not
+# fit SQLite's INTEGER, and a limit of 10^30 per second answers Retry-After: 10^30.
+MAX_EXPIRES_IN_DAYS = 36_500  # a hundred years
+MAX_STREAMS = 10_000
+MAX_LIMIT_AMOUNT = 1_000_000_000
+MAX_LIMIT_WINDOW = 366 * 86_400  # seconds
 
 
 def hash_key(plaintext: str) -> str:
@@ -99,6 +111,25 @@ class StoredKey:
         return body
 
 
+def _check_limit(label: str, value: str) -> None:
+    """A rate limit `limits` can parse, counting from 1 to MAX_LIMIT_AMOUNT per window of at
+    most MAX_LIMIT_WINDOW (a few words, so also a bounded string)."""
+    example = "a limit like '100/minute' or '10/second'"
+    if len(value) > 100:
+        raise InvalidKeyRequestError(f"{label} is longer than 100 characters; use {example}.")
+    try:
+        items = parse_many(value)
+    except ValueError as exc:
+        raise InvalidKeyRequestError(f"{label} {value!r} is not {example}.") from exc
+    for item in items:
+        window = item.multiples * item.GRANULARITY.seconds
+        if not 1 <= item.amount <= MAX_LIMIT_AMOUNT or window > MAX_LIMIT_WINDOW:
+            raise InvalidKeyRequestError(
+                f"{label} {value!r} is out of range: allow 1 to {MAX_LIMIT_AMOUNT} requests "
+                f"per window of at most a year; use {example}."
+            )
+
+
 def _from_row(row: sqlite3.Row) -> StoredKey:
     data = {k: row[k] for k in row.keys() if k != "key_hash"}
     data["scopes"] = json.loads(data["scopes"])
@@ -110,6 +141,7 @@ class KeyStore:
         self.state = state
         self.env_key = env_key
         self._touched: dict[str, float] = {}
+        self._warned_at = -_WARN_EVERY
         self._lock = threading.Lock()
 
     def create(
@@ -133,16 +165,18 @@ class KeyStore:
             )
         for label, value in (("rate_limit", rate_limit), ("proxy_rate_limit", proxy_rate_limit)):
             if value is not None:
-                try:
-                    parse(value)
-                except ValueError as exc:
-                    raise InvalidKeyRequestError(
-                        f"{label} {value!r} is not a limit like '100/minute' or '10/second'."
-                    ) from exc
-        if max_streams is not None and max_streams < 1:
-            raise InvalidKeyRequestError("max_streams must be at least 1.")
-        if expires_in_days is not None and expires_in_days <= 0:
-            raise InvalidKeyRequestError("expires_in_days must be positive.")
+                _check_limit(label, value)
+        if max_streams is not None and not 1 <= max_streams <= MAX_STREAMS:
+            raise InvalidKeyRequestError(
+                f"max_streams must be a whole number from 1 to {MAX_STREAMS}; "
+                "leave it unset for the server's TALKTUAH_MAX_STREAMS."
+            )
+        # Written so that NaN fails too (every comparison with NaN is false).
+        if expires_in_days is not None and not 0 < expires_in_days <= MAX_EXPIRES_IN_DAYS:
+            raise InvalidKeyRequestError(
+                f"expires_in_days must be a number above 0 and at most {MAX_EXPIRES_IN_DAYS}; "
+                "leave it unset for a key that never expires."
+            )
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key = StoredKey(
             id=uuid.uuid4().hex[:12],
@@ -207,12 +241,29 @@ class KeyStore:
         )
 
     def _touch(self, key_id: str) -> None:
-        """Record last use, at most every 30 s per key: not a database write per request."""
+        """Record last use, at most every 30 s per key: not a database write per request.
+
+        Best effort: `last_used_at` is a hint for admins, so a database that cannot be
+        written (disk full, read-only mount) must not turn into failed authentication.
+        The failure is logged at most every _WARN_EVERY seconds, not on every request.
+        """
         now = time.monotonic()
         with self._lock:
             if now - self._touched.get(key_id, -_LAST_USED_EVERY) < _LAST_USED_EVERY:
                 return
             self._touched[key_id] = now
-        self.state.execute(
-            "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_now().isoformat(), key_id)
-        )
+        try:
+            self.state.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_now().isoformat(), key_id)
+            )
+        except sqlite3.Error as exc:
+            with self._lock:
+                warn = now - self._warned_at >= _WARN_EVERY
+                if warn:
+                    self._warned_at = now
+            if warn:
+                logger.warning(
+                    "Could not record when API key %s was last used (%s); authentication "
+                    "goes on. Free space on the disk holding %s or make it writable.",
+                    key_id, exc, self.state.path,
+                )  # fmt: skip

@@ -47,6 +47,80 @@ class BadRequestError(ValueError):
     """The body is not something any OpenAI-compatible engine would accept."""
 
 
+#: How deep a request body may nest. OpenAI bodies are shallow (a tool's JSON schema is the
+#: deepest part, a few dozen levels at most); deeper input only serves to exhaust Python's
+#: recursion limit in the parser or the encoder, which would answer 500 instead of 400.
+MAX_JSON_DEPTH = 100
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a BadRequestError saying what to fix.
+
+    Refused here rather than failing later: nesting deeper than MAX_JSON_DEPTH (the parser
+    would raise RecursionError on 10^5 levels, the encoder on a few hundred), and NaN,
+    Infinity or numbers too large for a float (`json.dumps` refuses them when the body is
+    forwarded to the engine, which would otherwise surface as a 500).
+    """
+    try:
+        body = json.loads(raw or b"null", parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except BadRequestError:
+        raise
+    except ValueError as exc:
+        raise BadRequestError(f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise BadRequestError("The request body must be a JSON object.")
+    # Nesting needs as many brackets as levels: most bodies are ruled out by two counts in C,
+    # and only the rest are walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return body
+
+
+def _too_deep() -> BadRequestError:
+    return BadRequestError(
+        f"The request body nests deeper than {MAX_JSON_DEPTH} levels; send a flatter body."
+    )
+
+
+def _no_constant(name: str) -> float:
+    raise BadRequestError(
+        f"The request body contains {name}, which is not a JSON number; send a finite number."
+    )
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequestError(
+            f"The number {text[:40]} in the request body is out of range; send a finite number."
+        )
+    return value
+
+
+def _deeper_than(body: dict[str, Any], limit: int) -> bool:
+    """Whether `body` nests more than `limit` lists or objects deep.
+
+    Level by level rather than recursive (the point is not to recurse on hostile input);
+    measured twice as fast as a stack of (value, depth) pairs on a 1,000-container body.
+    """
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if type(value) is dict else value)
+            if type(child) in _CONTAINERS
+        ]
+        if not level:
+            return False
+    return True
+
+
+_CONTAINERS = (dict, list)
+
+
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
     """Our `detail` for people and curl, OpenAI's `error` object for SDKs."""
     return JSONResponse(

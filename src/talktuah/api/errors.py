@@ -22,6 +22,7 @@ from ..errors import (
     InsufficientStorageError,
     InvalidKeyRequestError,
     InvalidModelIdError,
+    InvalidParameterError,
     JobNotFoundError,
     KeyNotFoundError,
     KeyRotationError,
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_FOR: dict[type[TalkTuahError], int] = {
     InvalidModelIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidParameterError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     ModelNotFoundError: status.HTTP_404_NOT_FOUND,
     ModelInUseError: status.HTTP_400_BAD_REQUEST,
     ModelBusyError: status.HTTP_409_CONFLICT,

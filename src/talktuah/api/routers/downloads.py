@@ -17,6 +17,7 @@ from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
 from ...keys import Principal, Scope
 from ...store import validate_model_id
+from .. import params
 from ..auth import PrincipalDep
 from ..deps import ServicesDep
 
@@ -81,9 +82,9 @@ def download_model(
     outcome = services.downloads.request(
         DownloadRequest(
             model_id=model_id,
-            revision=revision,
-            allow_patterns=_patterns(allow_patterns),
-            ignore_patterns=_patterns(ignore_patterns),
+            revision=params.plain_text("revision", revision, params.MAX_REVISION_LENGTH),
+            allow_patterns=params.patterns("allow_patterns", _patterns(allow_patterns)),
+            ignore_patterns=params.patterns("ignore_patterns", _patterns(ignore_patterns)),
             activate=activate,
             callback_url=callback_url,
         )

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
+from ...keys import MAX_EXPIRES_IN_DAYS, MAX_STREAMS
 from ...logs import remember_secret
 from ...security import rotate_generated_key
 from ..deps import ServicesDep
@@ -15,12 +16,23 @@ router = APIRouter(prefix="/api", tags=["keys"])
 
 
 class KeyRequest(BaseModel):
-    name: str = Field(description="Who or what uses it, e.g. 'n8n workflow'")
+    """The bounds are declared here so that OpenAPI shows them and NaN, Infinity or huge
+    numbers get a 422 before KeyStore.create (which checks them again for other callers)."""
+
+    name: str = Field(description="Who or what uses it, e.g. 'n8n workflow'", max_length=100)
     scopes: list[str] = Field(description="infer, models:read, models:write, admin")
-    expires_in_days: float | None = Field(None, description="Unset: never expires")
-    rate_limit: str | None = Field(None, description="Management API, e.g. '100/minute'")
-    proxy_rate_limit: str | None = Field(None, description="Proxy, e.g. '30/minute'")
-    max_streams: int | None = Field(None, description="Concurrent proxy streams")
+    expires_in_days: float | None = Field(
+        None, description="Unset: never expires", gt=0, le=MAX_EXPIRES_IN_DAYS, allow_inf_nan=False
+    )
+    rate_limit: str | None = Field(
+        None, description="Management API, e.g. '100/minute'", max_length=100
+    )
+    proxy_rate_limit: str | None = Field(
+        None, description="Proxy, e.g. '30/minute'", max_length=100
+    )
+    max_streams: int | None = Field(
+        None, description="Concurrent proxy streams", ge=1, le=MAX_STREAMS
+    )
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ...proxy import BadRequestError
+from ...proxy import parse_body
 from ...services import Services
 from ..auth import principal_of
 from ..deps import ServicesDep
@@ -16,14 +15,7 @@ router = APIRouter(tags=["openai"])
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError as exc:
-        raise BadRequestError(f"The request body is not valid JSON: {exc}.") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("The request body must be a JSON object.")
-    return body
+    return parse_body(await request.body())
 
 
 async def _forward(request: Request, path: str, *, default_stream: bool = False) -> Response:
