@@ -56,8 +56,8 @@ the generated key `$TALKTUAH_HOME/api_key` and engine logs under `$TALKTUAH_HOME
 
 FOOTER = """
 `PROXY_API_KEY` and `HF_TOKEN` are kept out of the settings' `repr`. The engine process
-never gets `PROXY_API_KEY`; it runs offline (`HF_HUB_OFFLINE=1`) with `HF_HUB_CACHE` set to
-TalkTuah's models dir, so it never downloads anything by itself.
+never gets `PROXY_API_KEY` nor `HF_TOKEN`; it runs offline (`HF_HUB_OFFLINE=1`) with
+`HF_HUB_CACHE` set to TalkTuah's models dir, so it never downloads anything by itself.
 """
 
 

@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         ),
     )
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Port `talktuah serve` listens on.")
+    idle_timeout: int = Field(
+        15,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds a connection may stay idle between requests, and the most a client may "
+            "take to send a request's head; then the server closes it (slow or half-open "
+            "clients cannot hold connections). Streams and long answers are not limited."
+        ),
+    )
     proxy_api_key: str = Field(
         "",
         validation_alias="PROXY_API_KEY",

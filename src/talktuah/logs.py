@@ -57,14 +57,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """`text` with every control character (C0, DEL, C1) written as a visible escape.
+
+    Request paths, model ids and hub data are client-controlled: a raw newline would forge
+    a log line and a raw ESC would drive the terminal of whoever tails the log.
+    """
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record; a traceback follows it indented, so no line of it (nor of a
+    message inside it) can pass for a record of its own. The JSON format needs none of this:
+    json.dumps escapes control characters."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         rid = getattr(record, "request_id", None)
         record.rid = f" [{rid}]" if rid else ""
-        return super().format(record)
+        record.message = escape_control(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        extra: list[str] = []
+        if record.exc_info:
+            extra.append(self.formatException(record.exc_info))
+        elif record.exc_text:
+            extra.append(record.exc_text)
+        if record.stack_info:
+            extra.append(self.formatStack(record.stack_info))
+        for block in extra:
+            for part in block.splitlines():
+                line += "\n    " + escape_control(part)
+        return line
 
 
 _redactor = RedactSecrets([])

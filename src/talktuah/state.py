@@ -96,7 +96,16 @@ class StateDB:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The database holds key hashes and callback URLs: owner-only, like its folder
+        # (TALKTUAH_HOME). The file is made 0600 before SQLite opens it, as SQLite gives its
+        # -wal and -shm the database's mode; a home made with looser modes is tightened.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        path.touch(mode=0o600)
+        for suffix in ("", "-wal", "-shm"):
+            sidecar = path.with_name(path.name + suffix)
+            if sidecar.exists():
+                sidecar.chmod(0o600)
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -222,10 +222,13 @@ def test_env_is_offline_on_our_models_dir(tmp_path: Path) -> None:
     assert base["HF_TOKEN"] == "hf_from_the_shell"  # the caller's mapping is not touched
 
 
-def test_env_carries_our_token_only_when_set(tmp_path: Path) -> None:
+def test_env_never_carries_a_token(tmp_path: Path) -> None:
+    """Issue 15: the engine reads the local cache only, so TalkTuah's HF_TOKEN stays ours."""
     assert "HF_TOKEN" not in vllm_env(make_settings(tmp_path), {})
     with_token = make_settings(tmp_path, hf_token="hf_ours")
-    assert vllm_env(with_token, {})["HF_TOKEN"] == "hf_ours"
+    env = vllm_env(with_token, {"HUGGING_FACE_HUB_TOKEN": "hf_old_name", "HF_TOKEN": "hf_x"})
+    assert "HF_TOKEN" not in env and "HUGGING_FACE_HUB_TOKEN" not in env
+    assert "hf_ours" not in env.values() and env["HF_HUB_OFFLINE"] == "1"
 
 
 # -- the driver -----------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def serve(
     configure_logging(settings.log_format, settings.log_level, [key.value, settings.hf_token or ""])
 
     from ..api import create_app
+    from ..api.protocol import BoundedHttpToolsProtocol
     from ..services import Services
 
     services = Services.build(settings, key)
@@ -72,6 +73,10 @@ def serve(
         log_config=None,  # configure_logging already routes uvicorn's loggers
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        # Idle keep-alive connections and incomplete request heads are closed after the
+        # same time (api/protocol.py: uvicorn alone holds a half-sent head forever).
+        http=BoundedHttpToolsProtocol,
+        timeout_keep_alive=settings.idle_timeout,
         access_log=False,  # RequestContextMiddleware writes it, once the response has ended
     )
 

@@ -19,13 +19,18 @@ _HF_ENV_WE_REPLACE = (
     "TRANSFORMERS_CACHE",
     "PROXY_API_KEY",  # the engine never needs TalkTuah's API key
 )
+# The engine never gets a Hub token, not even TalkTuah's own: it runs offline on files
+# TalkTuah downloaded, so a token there could only leak (a compromised engine, a model's
+# remote code, `/proc/<pid>/environ` read by the engine's user, a crash dump).
 
 
 def engine_env(settings: Settings, base_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The engine's environment: our models dir, offline, no telemetry; PATH etc. kept.
+    """The engine's environment: our models dir, offline, no token, no telemetry; PATH etc.
+    kept.
 
     Offline because TalkTuah downloads models (with progress, checksums and disk checks);
-    an engine that fetched missing files itself would bypass all of that.
+    an engine that fetched missing files itself would bypass all of that, and an offline
+    engine has no use for `HF_TOKEN`.
     """
     env = dict(os.environ if base_env is None else base_env)
     for name in _HF_ENV_WE_REPLACE:
@@ -41,8 +46,6 @@ def engine_env(settings: Settings, base_env: Mapping[str, str] | None = None) ->
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if settings.hf_token:
-        env["HF_TOKEN"] = settings.hf_token
     return env
 
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ class ManagedProcess:
         return self._proc.pid if self._proc is not None else None
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        self._private_workdir()
+        with _open_private(self.log_path) as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(argv)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
@@ -46,8 +47,15 @@ class ManagedProcess:
                 cwd=self.workdir,
             )
         record = {"pid": self._proc.pid, "argv": argv, "started": _start_time(self._proc.pid)}
-        self.pidfile.write_text(json.dumps(record))
+        with _open_private(self.pidfile, append=False) as pidfile:
+            pidfile.write(json.dumps(record).encode())
         logger.info("engine started: pid %d: %s", self._proc.pid, " ".join(argv))
+
+    def _private_workdir(self) -> None:
+        """Owner-only, like TALKTUAH_HOME: an engine's log can show prompts, paths and
+        tracebacks; a folder made by an older TalkTuah (umask 022) is tightened."""
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -87,6 +95,15 @@ class ManagedProcess:
             return []
         tail = deque((line for line in text.splitlines() if line.strip()), maxlen=lines)
         return list(tail)
+
+
+def _open_private(path: Path, *, append: bool = True) -> BinaryIO:
+    """Open `path` for writing as 0600: created so (never briefly world-readable under the
+    umask), and an existing file with looser modes is tightened."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab" if append else "wb")
 
 
 def _start_time(pid: int) -> int | None:
