@@ -3,6 +3,7 @@
 ```
 TalkTuahError
 ├── InvalidModelIdError        a repo id we refuse to touch            -> 422
+├── InvalidCallbackUrlError    a callback_url we will not call         -> 422
 ├── InvalidParameterError      control characters / over-long text     -> 422
 ├── ModelNotFoundError         not in the models dir                   -> 404
 │   └── HubNotFoundError       no such repo / revision on the Hub      -> 404
@@ -13,8 +14,10 @@ TalkTuahError
 ├── HubAccessError             gated or private, token missing/denied  -> 403
 ├── HubUnavailableError        the Hub failed after retries            -> 502
 ├── InsufficientStorageError   the model does not fit on the disk      -> 507
+├── InvalidRevisionError       a revision that is not a git ref or sha  -> 422
 ├── DownloadError              a transfer failed for good (job error)
-│   └── IntegrityError         a file's sha256 differs from the Hub's
+│   ├── IntegrityError         a file's sha256 / git blob id differs
+│   └── HubDataError           the hub sent a hostile or malformed value -> 502
 ├── ModelNotReadyError         switch to a model still downloading     -> 409
 ├── SwitchInProgressError      a switch is already running             -> 409
 ├── EngineError                the engine cannot be started            -> 500
@@ -46,6 +49,11 @@ class InvalidModelIdError(TalkTuahError, ValueError):
 
 class InvalidParameterError(TalkTuahError, ValueError):
     """A parameter no one means: control characters, or far longer than any real value."""
+
+
+class InvalidCallbackUrlError(TalkTuahError, ValueError):
+    """A `callback_url` we will not POST to: not http(s), malformed, or a host that is (or
+    resolves to) a loopback, private or link-local address the admin has not allowed."""
 
 
 class ModelNotFoundError(TalkTuahError, LookupError):
@@ -93,7 +101,16 @@ class DownloadError(TalkTuahError):
 
 
 class IntegrityError(DownloadError):
-    """Downloaded bytes do not match the sha256 the Hub published for them."""
+    """Downloaded bytes do not match the sha256 (or git blob id) the Hub published for them."""
+
+
+class HubDataError(DownloadError):
+    """The hub sent a value we refuse: an etag, commit or file name that is not what its
+    grammar allows (it would become a path), or one that contradicts the file list."""
+
+
+class InvalidRevisionError(TalkTuahError, ValueError):
+    """The requested revision is not a commit sha or a valid git ref name."""
 
 
 class ModelNotReadyError(TalkTuahError):

@@ -19,6 +19,7 @@ from huggingface_hub import CachedRepoInfo, CachedRevisionInfo, HFCacheInfo, sca
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .confine import without_outside
 from .downloads.jobs import JobStatus, JobStore
 from .errors import (
     InvalidModelIdError,
@@ -205,7 +206,9 @@ class ModelStore:
                 "(POST /api/switch-model?model_id=...) or repeat the request with force=true."
             )
         self._check_writable(model_id, repo.repo_path)
-        strategy = info.delete_revisions(*(rev.commit_hash for rev in repo.revisions))
+        strategy = without_outside(
+            info.delete_revisions(*(rev.commit_hash for rev in repo.revisions)), self.models_dir
+        )
         try:
             strategy.execute()
         except OSError as exc:

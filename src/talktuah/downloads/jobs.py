@@ -33,7 +33,8 @@ class PlannedFile:
 
     path: str
     size: int
-    sha256: str | None  # LFS files only: regular git files carry a sha1 of a git blob
+    sha256: str | None  # LFS files only
+    git_sha1: str | None = None  # regular files: the git blob id (sha1 of "blob <size>\0" + bytes)
 
 
 def now_iso() -> str:
@@ -79,12 +80,12 @@ class DownloadJob:
         """The job as clients see it: the seed's progress fields plus ours.
 
         A webhook URL often is its own secret (n8n's are), so readers who may not start
-        downloads see only its origin.
+        downloads see only its origin, without any `user:password@`.
         """
         callback = self.callback_url
         if callback and not reveal_callback:
             parts = urlsplit(callback)
-            callback = f"{parts.scheme}://{parts.netloc}/…"
+            callback = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
         return {
             "job_id": self.id,
             "status": str(self.status),

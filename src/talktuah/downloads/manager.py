@@ -17,10 +17,12 @@ import huggingface_hub.constants as hf_constants
 from huggingface_hub import scan_cache_dir
 
 from ..config import Settings
+from ..confine import inside
 from ..errors import TalkTuahError
 from ..state import StateDB
 from ..store import ModelStore, validate_model_id
 from .callbacks import CallbackSender
+from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
 from .plan import check_disk_space, plan_download
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
@@ -63,6 +65,7 @@ def configure_library(settings: Settings) -> None:
     hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = int(max(1, settings.download_stall_timeout))
     hf_constants.DOWNLOAD_CHUNK_SIZE = settings.download_chunk_bytes
     hf_constants.HF_HUB_DISABLE_XET = True
+    guard_library_metadata()
 
 
 class DownloadManager:
@@ -129,6 +132,8 @@ class DownloadManager:
         if not self.store.models_dir.is_dir():
             return
         for partial in scan_cache_dir(self.store.models_dir).incomplete_files:
+            if not inside(self.store.models_dir, partial.file_path.parent):
+                continue  # a blobs/ folder linked elsewhere: never clean up through it
             repo_dir = partial.file_path.parent.parent.name
             if any(repo_dir == "models--" + m.replace("/", "--") for m in model_ids):
                 logger.info("removing orphaned partial download %s", partial.file_path)
@@ -146,6 +151,7 @@ class DownloadManager:
         full disk is answered at once instead of surfacing later as a failed job.
         """
         validate_model_id(req.model_id)
+        validate_revision(req.revision)
         live = self.jobs.live_for(req.model_id)
         if live is not None:
             return RequestOutcome(job=live, created=False)

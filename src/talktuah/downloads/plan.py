@@ -28,6 +28,15 @@ from ..errors import (
     HubUnavailableError,
     InsufficientStorageError,
 )
+from .hub_data import (
+    check_blob_id,
+    check_commit,
+    check_filename,
+    check_sha256,
+    check_size,
+    hub_label,
+    validate_revision,
+)
 from .jobs import PlannedFile
 
 
@@ -59,7 +68,13 @@ def plan_download(
     allow_patterns: list[str] | None = None,
     ignore_patterns: list[str] | None = None,
 ) -> DownloadPlan:
-    """Ask the Hub for the file list; raise our errors with the fix in the message."""
+    """Ask the Hub for the file list; raise our errors with the fix in the message.
+
+    Everything in the answer that later becomes a path (the commit sha, file names) or is
+    compared against (sha256, git blob ids, sizes) is checked here: see hub_data.py.
+    """
+    validate_revision(revision)
+    endpoint = api.endpoint
     try:
         info = api.model_info(model_id, revision=revision, files_metadata=True)
     except GatedRepoError as exc:
@@ -78,7 +93,18 @@ def plan_download(
             f"{model_id} was not found on the Hub. Check the spelling (ids are "
             "case-sensitive); if it is private, set HF_TOKEN to a token with access."
         ) from exc
-    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+    except HfHubHTTPError as exc:
+        if _status(exc) == 404:
+            raise HubNotFoundError(
+                f"{model_id}@{revision}: the hub at {hub_label(endpoint)} has no file list "
+                "for it (404). Check the repo id and revision; if HF_ENDPOINT is a mirror, "
+                "check that it carries this repo."
+            ) from exc
+        raise HubUnavailableError(
+            f"The Hub did not answer the file list for {model_id}: {exc}. "
+            "Retry later, or set HF_ENDPOINT to a reachable mirror (and unset HF_HUB_OFFLINE)."
+        ) from exc
+    except OfflineModeIsEnabled as exc:
         raise HubUnavailableError(
             f"The Hub did not answer the file list for {model_id}: {exc}. "
             "Retry later, or set HF_ENDPOINT to a reachable mirror (and unset HF_HUB_OFFLINE)."
@@ -96,6 +122,9 @@ def plan_download(
             f"The Hub's answer for {model_id} lacks a commit sha or file list; "
             "is HF_ENDPOINT pointing at a Hugging Face compatible server?"
         )
+    commit = check_commit(info.sha, endpoint=endpoint, what=f"{model_id}@{revision}")
+    for sibling in info.siblings:
+        check_filename(sibling.rfilename, endpoint=endpoint, model_id=model_id)
     siblings = list(
         filter_repo_objects(
             info.siblings,
@@ -109,18 +138,39 @@ def plan_download(
             f"No file of {model_id}@{revision} matches allow_patterns={allow_patterns} / "
             f"ignore_patterns={ignore_patterns}. Loosen the patterns."
         )
-    files = [
-        PlannedFile(
-            path=s.rfilename,
-            size=s.size if s.size is not None else _size_from_head(api, model_id, info.sha, s),
-            sha256=s.lfs.sha256 if s.lfs is not None else None,
-        )
-        for s in siblings
-    ]
+    files = [_planned(api, model_id, commit, s) for s in siblings]
     cached = frozenset(
-        f.path for f in files if cached_file(model_id, f.path, cache_dir, info.sha) is not None
+        f.path for f in files if cached_file(model_id, f.path, cache_dir, commit) is not None
     )
-    return DownloadPlan(commit_hash=info.sha, files=files, cached=cached)
+    return DownloadPlan(commit_hash=commit, files=files, cached=cached)
+
+
+def _planned(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> PlannedFile:
+    """One sibling as a planned file, every value checked (the hub is not trusted)."""
+    endpoint = api.endpoint
+    what = f"{sibling.rfilename} in {model_id}"
+    size = (
+        sibling.size
+        if sibling.size is not None
+        else _size_from_head(api, model_id, commit, sibling)
+    )
+    if sibling.lfs is not None:
+        sha256 = check_sha256(sibling.lfs.sha256, endpoint=endpoint, what=what)
+        return PlannedFile(
+            sibling.rfilename, check_size(size, endpoint=endpoint, what=what), sha256
+        )
+    return PlannedFile(
+        sibling.rfilename,
+        check_size(size, endpoint=endpoint, what=what),
+        None,
+        git_sha1=check_blob_id(sibling.blob_id, endpoint=endpoint, what=what),
+    )
+
+
+def _status(exc: HfHubHTTPError) -> int | None:
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return code if isinstance(code, int) else None
 
 
 def cached_file(model_id: str, filename: str, cache_dir: Path, revision: str) -> Path | None:

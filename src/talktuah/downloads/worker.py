@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from huggingface_hub import (
     HfApi,
@@ -34,12 +35,21 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..confine import inside, without_outside
 from ..errors import (
     DownloadError,
     HubAccessError,
+    HubDataError,
     HubNotFoundError,
     HubUnavailableError,
     IntegrityError,
+)
+from .hub_data import (
+    Expected,
+    check_metadata,
+    expect,
+    guard_library_metadata,
+    validate_revision,
 )
 from .jobs import DownloadJob, PlannedFile
 from .plan import cached_file, is_network_error
@@ -48,6 +58,11 @@ from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
 logger = logging.getLogger(__name__)
 
 _HASH_BLOCK = 4 * 1024 * 1024
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -116,10 +131,14 @@ class JobRunner:
         self.progress = progress
         self.cancel = cancel
         self.persist = persist
+        # Git blob ids learnt from our own HEAD for regular files the file list gave none for
+        # (olah lists no blob ids): what the content is then checked against.
+        self._probed_sha1: dict[str, str] = {}
 
     def run(self) -> None:
         job = self.job
         assert job.commit_hash is not None, "jobs are planned before they run"
+        guard_library_metadata()
         cached = {f.path for f in job.files if self._cached_path(f) is not None}
         job.files_done = len(cached)
         self.progress.start(sum(f.size for f in job.files if f.path in cached))
@@ -156,19 +175,20 @@ class JobRunner:
         for attempt in range(1, self.policy.retries + 2):
             self.progress.check()
             try:
-                self._probe(planned)
-                hf_hub_download(
-                    job.model_id,
-                    planned.path,
-                    revision=job.commit_hash,
-                    cache_dir=self.models_dir,
-                    endpoint=self.endpoint,
-                    token=self.token or False,
-                    etag_timeout=self.stall_timeout,
-                    tqdm_class=self.progress.bar_class(),
-                )
+                expected = self._probe(planned)
+                with expect(expected):
+                    hf_hub_download(
+                        job.model_id,
+                        planned.path,
+                        revision=job.commit_hash,
+                        cache_dir=self.models_dir,
+                        endpoint=self.endpoint,
+                        token=self.token or False,
+                        etag_timeout=self.stall_timeout,
+                        tqdm_class=self.progress.bar_class(),
+                    )
                 return
-            except (DownloadCancelled, DownloadInterrupted):
+            except (DownloadCancelled, DownloadInterrupted, HubDataError):
                 raise
             except LocalEntryNotFoundError as exc:
                 last = exc  # the HEAD request failed: the Hub is unreachable right now
@@ -213,30 +233,63 @@ class JobRunner:
             "network or HF_ENDPOINT, then request the download again: finished files are kept."
         )
 
-    def _probe(self, planned: PlannedFile) -> None:
-        """One HEAD without retries before handing the file to the library.
+    def _probe(self, planned: PlannedFile) -> Expected:
+        """One HEAD without retries before handing the file to the library; returns what the
+        library's own HEAD must then agree with.
 
         When the Hub fails a HEAD and nothing is cached, `hf_hub_download` retries it on its
         own for ~23 s (5 tries, 1-8 s apart) whatever our settings say, and a cancel waits
-        that long. Failing fast here keeps retries, backoff and cancellation ours.
+        that long. Failing fast here keeps retries, backoff and cancellation ours. The answer
+        is checked (hub_data.check_metadata) before anything is written.
         """
+        assert self.job.commit_hash is not None
         url = hf_hub_url(
             self.job.model_id, planned.path, revision=self.job.commit_hash, endpoint=self.endpoint
         )
-        get_hf_file_metadata(url, token=self.token or False, timeout=self.stall_timeout)
+        lfs = planned.sha256 is not None
+        expected = Expected(
+            path=planned.path,
+            commit=self.job.commit_hash,
+            etag=planned.sha256 if lfs else planned.git_sha1,
+            lfs=lfs,
+            endpoint=self.endpoint,
+        )
+        meta = get_hf_file_metadata(url, token=self.token or False, timeout=self.stall_timeout)
+        check_metadata(meta, endpoint=self.endpoint, expected=expected)
+        if expected.etag is None and meta.etag is not None and len(meta.etag) == 40:
+            self._probed_sha1[planned.path] = meta.etag
+            expected = Expected(planned.path, expected.commit, meta.etag, False, self.endpoint)
+        return expected
 
     def _verify(self, planned: PlannedFile) -> None:
+        """Size, then content: sha256 for LFS files, the git blob id for the others (a
+        tampered config.json has the right size). A file that resolves outside the models
+        dir is neither read nor followed: only its link is removed."""
         path = self._cached_path(planned)
         if path is None:
             raise IntegrityError(f"{planned.path} vanished from the cache after download.")
+        if not inside(self.models_dir, path):
+            target = path.resolve()
+            if path.is_symlink():
+                path.unlink()
+            raise HubDataError(
+                f"{planned.path} of {self.job.model_id} resolves outside the models dir "
+                f"({path} -> {target}); its link was removed and nothing outside was "
+                "touched. Check HF_ENDPOINT: the mirror or a proxy in between is hostile."
+            )
         size = path.stat().st_size
         problem = None
+        git_sha1 = planned.git_sha1 or self._probed_sha1.get(planned.path)
         if size != planned.size:
             problem = f"size {size} bytes, the Hub says {planned.size}"
         elif planned.sha256 is not None:
-            digest = self._sha256(path)
+            digest = self._digest(path, hashlib.sha256())
             if digest != planned.sha256:
                 problem = f"sha256 {digest}, the Hub says {planned.sha256}"
+        elif git_sha1 is not None:
+            digest = self._digest(path, hashlib.sha1(f"blob {size}\0".encode()))
+            if digest != git_sha1:
+                problem = f"git blob id {digest}, the Hub says {git_sha1}"
         if problem is None:
             return
         self._remove_file(planned)
@@ -246,8 +299,7 @@ class JobRunner:
             "proxy in between is damaged."
         )
 
-    def _sha256(self, path: Path) -> str:
-        digest = hashlib.sha256()
+    def _digest(self, path: Path, digest: Hasher) -> str:
         with path.open("rb") as handle:
             while block := handle.read(_HASH_BLOCK):
                 self.progress.check()
@@ -267,7 +319,7 @@ class JobRunner:
                     f for f in rev.files
                     if f.file_path.relative_to(rev.snapshot_path).as_posix() == planned.path
                 ]  # fmt: skip
-                info.delete_files(*doomed).execute()
+                without_outside(info.delete_files(*doomed), self.models_dir).execute()
 
     def _record_ref(self) -> None:
         """Point `refs/<branch>` at the commit we pinned, as snapshot_download would.
@@ -284,6 +336,7 @@ class JobRunner:
 
         job = self.job
         assert job.commit_hash is not None
+        validate_revision(job.revision)  # a job stored before revisions were checked
         storage = self.models_dir / repo_folder_name(repo_id=job.model_id, repo_type="model")
         _cache_commit_hash_for_specific_revision(str(storage), job.revision, job.commit_hash)
 
