@@ -274,7 +274,12 @@ class Settings(BaseSettings):
         description="Requests per key on the inference proxy (a key may carry its own limit).",
     )
     max_streams: int = Field(
-        8, ge=1, description="Concurrent streaming answers per key; one more gets 429."
+        8,
+        ge=1,
+        description=(
+            "Concurrent streams per key (streamed chat answers and download event streams "
+            "together); one more gets 429 (a key may carry its own cap)."
+        ),
     )
 
     # Operations.

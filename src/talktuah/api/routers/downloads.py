@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from ...downloads.instructions import manual_instructions
 from ...downloads.jobs import DownloadJob, JobStatus
@@ -165,21 +166,32 @@ def cancel_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
 async def download_events(
     request: Request, services: ServicesDep, principal: PrincipalDep, job_id: str
 ) -> EventSourceResponse:
-    """Server-sent events: one `progress` event per change, closed when the job ends."""
+    """Server-sent events: one `progress` event per change, closed when the job ends.
+
+    Each stream holds a connection for as long as the job runs, so it takes one of the key's
+    stream slots, as a streamed chat answer does (429 with Retry-After when none is left);
+    the slot comes back when the stream ends or the client leaves.
+    """
     first = await run_in_threadpool(services.downloads.get, job_id)
+    release = services.limits.open_stream(principal)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        job = first
-        last: tuple[Any, ...] | None = None
-        while True:
-            key = (job.status, job.bytes_done, job.files_done, job.error)
-            if key != last:
-                last = key
-                body = job.to_api(reveal_callback=_reveal(principal))
-                yield ServerSentEvent(data=json.dumps(body), event="progress")
-            if not job.status.live or await request.is_disconnected():
-                return
-            await asyncio.sleep(EVENT_POLL_SECONDS)
-            job = await run_in_threadpool(services.downloads.get, job_id)
+        try:
+            job = first
+            last: tuple[Any, ...] | None = None
+            while True:
+                key = (job.status, job.bytes_done, job.files_done, job.error)
+                if key != last:
+                    last = key
+                    body = job.to_api(reveal_callback=_reveal(principal))
+                    yield ServerSentEvent(data=json.dumps(body), event="progress")
+                if not job.status.live or await request.is_disconnected():
+                    return
+                await asyncio.sleep(EVENT_POLL_SECONDS)
+                job = await run_in_threadpool(services.downloads.get, job_id)
+        finally:
+            release()
 
-    return EventSourceResponse(events(), ping=15)
+    # The background task covers a stream cancelled before its first event (a generator
+    # never started runs no `finally`); release() is idempotent.
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(release))
