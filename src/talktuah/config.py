@@ -8,11 +8,13 @@ SQLite (`state.py`) and `DEFAULT_MODEL` only seeds the very first start.
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -140,6 +142,17 @@ class Settings(BaseSettings):
         ge=0,
         le=10,
         description="Retries of a failed `callback_url` POST, 1 s, 2 s, 4 s ... apart.",
+    )
+    # comma-separated (or a JSON list); empty: callbacks reach public addresses only
+    callback_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Hosts and networks a download's `callback_url` may reach although they are not "
+            "public (loopback, private, link-local), comma-separated: e.g. "
+            "`127.0.0.1,localhost,10.0.0.0/8` for n8n on the same machine or network "
+            "(docs/n8n.md). A name allows that name whatever it resolves to; an address or "
+            "CIDR allows every spelling of it. Empty: callbacks go to public addresses only."
+        ),
     )
 
     # The inference engine (engine/): which driver, and its knobs.
@@ -320,6 +333,19 @@ class Settings(BaseSettings):
         description="Seconds the proxy waits for the engine's answer before it returns 504.",
     )
 
+    @field_validator("callback_allow", mode="before")
+    @classmethod
+    def _split_callback_allow(cls, value: object) -> object:
+        """`127.0.0.1,localhost` as users write it in `.env`; a JSON list works too."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else re.split(r"[,\s]+", text)
+        if isinstance(value, list):
+            value = [str(v).strip() for v in value if str(v).strip()]
+            for entry in value:
+                _check_allow_entry(entry)
+        return value
+
     @property
     def server_url(self) -> str:
         """The URL CLI commands call: TALKTUAH_URL, else this machine's host and port."""
@@ -349,6 +375,21 @@ class Settings(BaseSettings):
     @property
     def is_loopback(self) -> bool:
         return is_loopback_host(self.host)
+
+
+def _check_allow_entry(entry: str) -> None:
+    """An allow-list entry is an address, a CIDR network or a host name; anything else is a
+    typo that would otherwise silently allow nothing."""
+    try:
+        ipaddress.ip_network(entry.strip("[]"), strict=False)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?", entry):
+        raise ValueError(
+            f"TALKTUAH_CALLBACK_ALLOW entry {entry!r} is neither a host name, an IP address "
+            "nor a CIDR network; write e.g. 127.0.0.1,localhost,10.0.0.0/8."
+        )
 
 
 def is_loopback_host(host: str) -> bool:

@@ -94,6 +94,7 @@ def start_server(home: Path, hub: Hub) -> TalkTuahProcess:
         "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.2",
         "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
         "TALKTUAH_DOWNLOAD_CALLBACK_RETRIES": "0",
+        "TALKTUAH_CALLBACK_ALLOW": "127.0.0.1",  # the stand-in Webhook node is on loopback
     }
     return TalkTuahProcess(home, api_key=KEY, env=env).start()
 

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from talktuah.config import Settings
+
 from ..support.hub import Hub, make_files
+from ..support.receiver import Receiver
 from ..support.server import free_port
 from .conftest import WaitFor, start_download
 
 
-class Receiver:
-    """A webhook endpoint (what an n8n Webhook node is) that records every POST."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        received = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receivers here listen on loopback, which only the admin's allow-list opens."""
+    return settings.model_copy(update={"callback_allow": ["127.0.0.1"]})
 
 
 @pytest.fixture

@@ -527,7 +527,7 @@ def test_callback_is_posted_exactly_once_when_the_job_completes(
 ) -> None:
     model_id = "org/called-back"
     hub.add_repo(model_id, make_files(n_files=1, size=50_000, seed=40))
-    proc = serve()
+    proc = serve(TALKTUAH_CALLBACK_ALLOW="127.0.0.1")  # the webhook listens on loopback
     callback = f"http://127.0.0.1:{webhook.server_address[1]}/webhook/talktuah"
     with api(proc) as client:
         accepted = request_download(client, model_id, callback_url=callback)
@@ -551,7 +551,7 @@ def test_callback_is_posted_exactly_once_when_the_job_completes(
 def test_a_dead_callback_url_never_fails_the_job(hub: Hub, serve: Serve) -> None:
     model_id = "org/nobody-listens"
     hub.add_repo(model_id, make_files(n_files=1, size=50_000, seed=41))
-    proc = serve(TALKTUAH_DOWNLOAD_CALLBACK_RETRIES="0")
+    proc = serve(TALKTUAH_DOWNLOAD_CALLBACK_RETRIES="0", TALKTUAH_CALLBACK_ALLOW="127.0.0.1")
     dead = f"http://127.0.0.1:{free_port()}/webhook"  # nothing listens there
     with api(proc) as client:
         accepted = request_download(client, model_id, callback_url=dead)

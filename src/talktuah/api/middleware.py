@@ -13,6 +13,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..downloads.callback_url import redact_userinfo
 from ..logs import request_id
 from ..metrics import Metrics
 
@@ -117,7 +118,10 @@ class RequestContextMiddleware:
         """
         client = scope.get("client")
         query = scope.get("query_string", b"")
-        path = scope.get("path", "") + ("?" + query.decode("latin-1") if query else "")
+        # A query may carry a callback_url with `user:password@` in it: never into a log.
+        path = scope.get("path", "") + (
+            "?" + redact_userinfo(query.decode("latin-1")) if query else ""
+        )
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %.1f ms',
             f"{client[0]}:{client[1]}" if client else "-",

@@ -21,6 +21,7 @@ from ..confine import inside
 from ..errors import TalkTuahError
 from ..state import StateDB
 from ..store import ModelStore, validate_model_id
+from .callback_url import CallbackPolicy
 from .callbacks import CallbackSender
 from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
@@ -74,7 +75,10 @@ class DownloadManager:
         self.state = state
         self.store = store
         self.jobs = JobStore(state)
-        self.callbacks = CallbackSender(retries=settings.download_callback_retries)
+        self.callbacks = CallbackSender(
+            policy=CallbackPolicy(settings.callback_allow),
+            retries=settings.download_callback_retries,
+        )
         self._queue: queue.Queue[str] = queue.Queue()
         self._cancels: dict[str, threading.Event] = {}
         self._cancels_lock = threading.Lock()
@@ -150,6 +154,8 @@ class DownloadManager:
         Planning happens here, in the caller's thread, so an unknown repo, a gated one or a
         full disk is answered at once instead of surfacing later as a failed job.
         """
+        if req.callback_url is not None:
+            self.callbacks.policy.check(req.callback_url)
         validate_model_id(req.model_id)
         validate_revision(req.revision)
         live = self.jobs.live_for(req.model_id)

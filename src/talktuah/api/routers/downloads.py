@@ -6,9 +6,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import urlparse
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
@@ -50,18 +49,6 @@ def _patterns(values: list[str] | None) -> list[str] | None:
     return parts or None
 
 
-def _check_callback(url: str | None) -> None:
-    if url is None:
-        return
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"callback_url {url!r} is not an http(s) URL, e.g. "
-            "http://n8n:5678/webhook/talktuah.",
-        )
-
-
 @router.post("/download-model")
 def download_model(
     request: Request,
@@ -79,7 +66,6 @@ def download_model(
     if not auto:
         base_url = str(request.base_url).rstrip("/")
         return manual_instructions(model_id, str(services.settings.models_dir), base_url)
-    _check_callback(callback_url)
     outcome = services.downloads.request(
         DownloadRequest(
             model_id=model_id,
