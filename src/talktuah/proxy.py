@@ -350,7 +350,10 @@ class EngineProxy:
 
 
 def _check_messages(messages: list[Any]) -> None:
-    """Catch what `transformers serve` answers with a bare 500 before it reaches the engine."""
+    """Catch what `transformers serve` answers with a bare 500 before it reaches the engine
+    (an empty list included: found by tests/api/test_openapi_fuzz.py)."""
+    if not messages:
+        raise BadRequestError("'messages' is empty; send at least one message.")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise BadRequestError(f"messages[{index}] needs a string 'role'.")

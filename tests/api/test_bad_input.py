@@ -261,3 +261,11 @@ def test_keystore_touch_is_throttled_after_a_failure(services: Services) -> None
     for _ in range(5):
         assert keys.authenticate(plaintext) is not None
     assert sum(sql.startswith("UPDATE api_keys") for sql in calls) == 1
+
+
+def test_empty_messages_are_a_400(client: TestClient) -> None:
+    """Found by tests/api/test_openapi_fuzz.py: `messages: []` went to the engine, which
+    dropped the connection (transformers serve answers a bare 500): a 502 for a caller's
+    mistake."""
+    response = client.post("/v1/chat/completions", json={"messages": []})
+    assert_error(response, 400, "'messages' is empty")

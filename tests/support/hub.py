@@ -1016,7 +1016,9 @@ class Hub:
             if err.code is not None:
                 h.send_header("X-Error-Code", err.code)
             for k, v in err.extra_headers.items():
-                h.send_header(k, v)
+                # A message may quote the client's revision; headers are latin-1 only, and
+                # a non-ASCII one crashed the handler mid-answer (the real Hub answers 404).
+                h.send_header(k, v.encode("ascii", "backslashreplace").decode())
             h.send_header("Content-Type", "application/json; charset=utf-8")
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
