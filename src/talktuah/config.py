@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     download_chunk_bytes: int = Field(
         1024 * 1024,
         ge=1024,
-        description="Read size of a transfer; progress and cancellation react once per chunk.",
+        description="Read size of a transfer; progress is reported once per chunk (a cancel "
+        "does not wait for one).",
     )
     download_disk_margin_bytes: int = Field(
         512 * 1024 * 1024,

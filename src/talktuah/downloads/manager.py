@@ -26,7 +26,7 @@ from .callbacks import CallbackSender
 from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
 from .plan import check_disk_space, plan_download
-from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
+from .progress import DownloadCancelled, DownloadInterrupted, JobProgress, install_cancel_hooks
 from .worker import JobRunner, RetryPolicy, make_api
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,15 @@ def configure_library(settings: Settings) -> None:
     - The read timeout is our stall watchdog: a transfer that receives no byte for
       `download_stall_timeout` seconds raises, and the library resumes it with a Range
       request (up to 5 times) before our own retries take over.
-    - A smaller chunk than the library's 10 MiB makes progress (and cancellation) responsive.
+    - A smaller chunk than the library's 10 MiB makes progress responsive; cancellation
+      does not wait for a chunk (progress.install_cancel_hooks).
     - Xet transfers report progress through several bars of their own; plain HTTP, which the
       Hub serves for every file, gives exact per-file bytes.
     """
     hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = int(max(1, settings.download_stall_timeout))
     hf_constants.DOWNLOAD_CHUNK_SIZE = settings.download_chunk_bytes
     hf_constants.HF_HUB_DISABLE_XET = True
+    install_cancel_hooks()  # a cancel acts within one network read, not one chunk
     guard_library_metadata()
 
 
@@ -259,7 +261,8 @@ class DownloadManager:
             cancel=cancel, persist=self.jobs.save,
         )  # fmt: skip
         try:
-            runner.run()
+            with progress.bound():  # a cancel reaches every Hub read of this thread
+                runner.run()
         except DownloadCancelled:
             job.status = JobStatus.CANCELLED
             job.error = None

@@ -5,6 +5,15 @@
 the file restarts). `JobProgress` turns those calls into bytes done, a moving-average speed
 and an ETA, and raises from inside `update` to stop a transfer: the library then deletes its
 temp file itself.
+
+`update` comes once per `DOWNLOAD_CHUNK_SIZE` bytes only (httpx2's `iter_bytes` gathers a
+whole chunk first), so a hub that drips bytes, slower than a chunk per stall timeout but
+never silent long enough to trip the read timeout, would hold a cancel for the whole chunk.
+So cancellation is also checked on every network read: `install_cancel_hooks` gives
+huggingface_hub's HTTP client hooks that refuse a new request of a cancelled job (the
+library's own resume after a read timeout included) and wrap each response body so that
+every piece the socket delivers checks the job first. The job is found through the
+worker thread it runs on (`JobProgress.bound`).
 """
 
 from __future__ import annotations
@@ -12,10 +21,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx2
+from huggingface_hub.utils import _http as hf_http
+
 from .jobs import DownloadJob
+
+_bound = threading.local()  # .progress: the JobProgress of the job this thread transfers
 
 
 class DownloadCancelled(Exception):
@@ -63,6 +78,16 @@ class JobProgress:
             self._settled = settled
             self._inflight = 0
             self._publish(force=True)
+
+    @contextmanager
+    def bound(self) -> Iterator[None]:
+        """Make this job's cancel reach every Hub request the current thread makes."""
+        previous = getattr(_bound, "progress", None)
+        _bound.progress = self
+        try:
+            yield
+        finally:
+            _bound.progress = previous
 
     def check(self) -> None:
         if self._cancel.is_set():
@@ -150,3 +175,52 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _CheckedStream(httpx2.SyncByteStream):
+    """A response body that checks its job before handing on each piece the socket gave."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, progress: JobProgress) -> None:
+        self._inner = inner
+        self._progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._inner:
+            self._progress.check()
+            yield piece
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _check_before_request(request: httpx2.Request) -> None:
+    progress: JobProgress | None = getattr(_bound, "progress", None)
+    if progress is not None:
+        progress.check()
+
+
+def _check_while_reading(response: httpx2.Response) -> None:
+    progress: JobProgress | None = getattr(_bound, "progress", None)
+    if progress is not None and isinstance(response.stream, httpx2.SyncByteStream):
+        response.stream = _CheckedStream(response.stream, progress)
+
+
+def _client_with_cancel_hooks() -> httpx2.Client:
+    client = hf_http.default_client_factory()
+    hooks = client.event_hooks
+    client.event_hooks = {
+        "request": [*hooks.get("request", []), _check_before_request],
+        "response": [*hooks.get("response", []), _check_while_reading],
+    }
+    return client
+
+
+_installed = threading.Event()
+
+
+def install_cancel_hooks() -> None:
+    """huggingface_hub's shared client gets the hooks above (they act for threads bound to
+    a job only). Idempotent: the library's client is rebuilt on the first call only."""
+    if not _installed.is_set():
+        _installed.set()
+        hf_http.set_client_factory(_client_with_cancel_hooks)
