@@ -82,7 +82,8 @@ def test_state_and_engine_logs_are_owner_only(server: TalkTuahProcess, home: Pat
     """Issue 15: state.db (key hashes, callback URLs) and the engine's log (prompts,
     tracebacks) were world-readable under the default umask; an old home is tightened."""
     with server.client() as client:  # a write, so the WAL and its index exist
-        assert client.post("/api/keys", json={"name": "probe", "scopes": ["models:read"]}).status_code == 201
+        created = client.post("/api/keys", json={"name": "probe", "scopes": ["models:read"]})
+        assert created.status_code == 201, created.text
     assert mode(home) == 0o700
     assert mode(home / "engine") == 0o700
     for name in ("state.db", "state.db-wal", "state.db-shm"):
