@@ -88,6 +88,7 @@ MALFORMED = [
     "http://example.com/web\thook",
     "http://example.com/web\x7fhook",
     "http://example.com\\@127.0.0.1/webhook",
+    "http://" + "a" * 64 + ".example.com/webhook",  # a DNS label too long: no 500
 ]
 
 

@@ -60,7 +60,10 @@ def redact_userinfo(text: str) -> str:
 
 def resolve_host(host: str, port: int) -> list[str]:
     """Every address `host` resolves to, as the HTTP client's `create_connection` sees them."""
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # a label the idna codec refuses: no such host
+        raise OSError(f"{host} is not a resolvable name ({exc})") from None
     addresses: list[str] = []
     for *_, sockaddr in found:
         address = str(sockaddr[0]).split("%", 1)[0]
@@ -121,6 +124,12 @@ def _ipv4_spelling(host: str) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
+
+
+def _name_lengths_ok(host: str) -> bool:
+    """DNS limits (RFC 1035): labels of 1-63 characters, 253 in all."""
+    name = host.rstrip(".")
+    return len(name) <= 253 and all(0 < len(label) <= 63 for label in name.split("."))
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,7 @@ class CallbackPolicy:
         literal = self._literal(host)
         if literal is not None:
             self._check_address(target, literal, spelled=True)
-        elif not _NAME.match(host):
+        elif not _NAME.match(host) or not _name_lengths_ok(host):
             raise InvalidCallbackUrlError(
                 f"callback_url {target.origin} has a host that is neither a name nor an IP "
                 "address; send the receiver's plain host name or address."
