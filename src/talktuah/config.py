@@ -144,6 +144,15 @@ class Settings(BaseSettings):
         le=10,
         description="Retries of a failed `callback_url` POST, 1 s, 2 s, 4 s ... apart.",
     )
+    download_job_retention: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Finished download jobs kept in `state.db` (the newest; queued and running jobs "
+            "are always kept). What was verified on disk is kept separately and never pruned."
+        ),
+    )
     # comma-separated (or a JSON list); empty: callbacks reach public addresses only
     callback_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -8,6 +8,7 @@ rebuilt.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -81,7 +82,42 @@ def _m003_api_keys(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m001_meta, _m002_download_jobs, _m003_api_keys]
+def _m004_verified_revisions(db: sqlite3.Connection) -> None:
+    """What is known verified on disk, per revision: the files of every job that completed
+    for it. A revision's completeness comes from here, not from its latest job (a cancelled
+    or failed re-download must not unlist a model that is whole on disk)."""
+    db.execute(
+        """
+        CREATE TABLE verified_revisions (
+            model_id TEXT NOT NULL,
+            commit_hash TEXT NOT NULL,
+            files TEXT NOT NULL,
+            verified_at TEXT NOT NULL,
+            PRIMARY KEY (model_id, commit_hash)
+        )
+        """
+    )
+    found: dict[tuple[str, str], tuple[set[str], str]] = {}
+    for row in db.execute(
+        "SELECT model_id, commit_hash, files, completed_at FROM download_jobs "
+        "WHERE status = 'complete' AND commit_hash IS NOT NULL"
+    ):
+        paths, stamp = found.setdefault((row[0], row[1]), (set(), row[3] or ""))
+        paths.update(f["path"] for f in json.loads(row[2] or "[]"))
+        found[(row[0], row[1])] = (paths, max(stamp, row[3] or ""))
+    for (model_id, commit), (paths, stamp) in found.items():
+        db.execute(
+            "INSERT INTO verified_revisions VALUES (?, ?, ?, ?)",
+            (model_id, commit, json.dumps(sorted(paths)), stamp),
+        )
+
+
+MIGRATIONS: list[Migration] = [
+    _m001_meta,
+    _m002_download_jobs,
+    _m003_api_keys,
+    _m004_verified_revisions,
+]
 
 ACTIVE_MODEL = "active_model"
 DEFAULT_MODEL_SEEDED = "default_model_seeded"

@@ -20,7 +20,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .confine import without_outside
-from .downloads.jobs import JobStatus, JobStore
+from .downloads.jobs import JobStore
 from .errors import (
     InvalidModelIdError,
     ModelBusyError,
@@ -30,6 +30,7 @@ from .errors import (
 )
 from .scan_cache import ScanCache
 from .state import StateDB
+from .verified import RevisionKey, VerifiedRevisions
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,16 @@ class LocalModel:
 
 
 @dataclass(frozen=True)
+class _Facts:
+    """What the state DB says about every model, read once per listing (three queries, no
+    job's file list decoded)."""
+
+    downloading: set[str]
+    ours: set[RevisionKey]
+    verified: dict[RevisionKey, frozenset[str]]
+
+
+@dataclass(frozen=True)
 class DeletedModel:
     model_id: str
     size_bytes: int
@@ -111,15 +122,23 @@ class ModelStore:
     """List and delete models in the cache.
 
     The state DB says which model is active and which download jobs exist: a model being
-    downloaded cannot be deleted, and a snapshot is complete only when it holds every file
-    its latest job planned.
+    downloaded cannot be deleted, and a revision we downloaded is complete when every file a
+    finished job verified for it is still there (verified.py), whatever later jobs did.
     """
 
     def __init__(self, models_dir: Path, state: StateDB) -> None:
         self.models_dir = models_dir
         self.state = state
         self.jobs = JobStore(state)
+        self.verified = VerifiedRevisions(state)
         self.scans = ScanCache(models_dir, self._scan_once)
+
+    def _facts(self) -> _Facts:
+        return _Facts(
+            downloading=self.jobs.live_model_ids(),
+            ours=self.jobs.targeted_revisions(),
+            verified=self.verified.all(),
+        )
 
     def active_download(self, model_id: str) -> str | None:
         job = self.jobs.live_for(model_id)
@@ -164,8 +183,9 @@ class ModelStore:
         active = self.state.active_model
         # Repos with a partial download, from the scan itself (no second walk of each blobs/).
         partial = {f.file_path.parent.parent for f in info.incomplete_files}
+        facts = self._facts()
         models = [
-            self._describe(repo, active, has_partial=repo.repo_path in partial)
+            self._describe(repo, active, facts, has_partial=repo.repo_path in partial)
             for repo in info.repos
             if repo.repo_type == "model" and repo.revisions
         ]
@@ -176,7 +196,7 @@ class ModelStore:
         repo = self._find(self._scan(), model_id)
         if repo is None:
             raise self._not_found(model_id)
-        return self._describe(repo, self.state.active_model)
+        return self._describe(repo, self.state.active_model, self._facts())
 
     def exists(self, model_id: str) -> bool:
         validate_model_id(model_id)
@@ -216,6 +236,7 @@ class ModelStore:
         if repo.repo_path.exists():
             raise self._permission_error(model_id, repo.repo_path, None)
         self.scans.invalidate()
+        self.verified.forget(model_id)
         if was_active:
             self.state.active_model = None
         logger.info("deleted %s (%d bytes)", model_id, repo.size_on_disk)
@@ -249,23 +270,28 @@ class ModelStore:
         )
 
     def _describe(
-        self, repo: CachedRepoInfo, active: str | None, has_partial: bool | None = None
+        self,
+        repo: CachedRepoInfo,
+        active: str | None,
+        facts: _Facts,
+        has_partial: bool | None = None,
     ) -> LocalModel:
         if has_partial is None:
             has_partial = any((repo.repo_path / "blobs").glob("*.incomplete"))
-        job = self.jobs.latest_for(repo.repo_id)
-        downloading = job is not None and job.status.live
+        downloading = repo.repo_id in facts.downloading
         revisions = []
         for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
-            # A revision our last job for this model targeted is complete only if that job
-            # completed (files verified) and every file it planned is still there.
-            expected: set[str] | None = set()
-            if job is not None and job.commit_hash == rev.commit_hash:
-                ok = job.status == JobStatus.COMPLETE
-                expected = {f.path for f in job.files} if ok else None
-            revisions.append(
-                self._describe_revision(rev, partial=has_partial or downloading, expected=expected)
-            )
+            key = (repo.repo_id, rev.commit_hash)
+            # Ours and verified: complete while every verified file is there. Ours and never
+            # finished: incomplete. Not ours (hf download, a mounted cache): complete when no
+            # transfer is under way in the repo.
+            expected: frozenset[str] | None = frozenset()
+            partial = has_partial or downloading
+            if key in facts.verified:
+                expected, partial = facts.verified[key], False
+            elif key in facts.ours:
+                expected = None
+            revisions.append(self._describe_revision(rev, partial=partial, expected=expected))
         return LocalModel(
             model_id=repo.repo_id,
             size_bytes=repo.size_on_disk,
@@ -277,7 +303,7 @@ class ModelStore:
         )
 
     def _describe_revision(
-        self, rev: CachedRevisionInfo, *, partial: bool, expected: set[str] | None
+        self, rev: CachedRevisionInfo, *, partial: bool, expected: frozenset[str] | None
     ) -> LocalRevision:
         # The library builds every file_path under snapshot_path: slicing the string is the
         # same as relative_to() at a fraction of its cost (it shows at hundreds of models).

@@ -34,7 +34,9 @@ def test_every_error_reply_carries_the_request_id(client: TestClient) -> None:
         client.get("/api/downloads/nope"),  # 404 from us
         client.delete("/api/delete-model"),  # 422 from validation
         client.delete("/api/delete-model", params={"model_id": "../x"}),  # 422 from us
-        client.post("/v1/chat/completions", json={"messages": []}),  # 502: no engine
+        client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        ),  # 502: no engine
         client.post("/v1/chat/completions", content=b"{"),  # 400
         client.post("/api/keys", content=b"x" * (2 * 1024 * 1024)),  # 413
     ]

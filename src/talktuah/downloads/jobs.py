@@ -66,6 +66,9 @@ class DownloadJob:
     attempts: int = 0
     started_at: str | None = None
     completed_at: str | None = None
+    detailed: bool = field(default=True, compare=False, repr=False)
+    """False for a job read without its file lists (listings): `files`/`verified` are empty
+    then, and `JobStore.save` leaves the stored lists alone."""
 
     @property
     def progress(self) -> int:
@@ -122,8 +125,20 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+# Listings read these: every column but the file lists, which a 50,000-file repo makes
+# megabytes long (decoding them on every poll made /api/model-status take seconds).
+_SUMMARY = ", ".join(c for c in _COLUMNS if c not in ("files", "verified"))
+# Progress ticks write these: the planned list never changes after insert, and the verified
+# list changes only when a file is verified (JobStore.save).
+_PROGRESS_COLUMNS = (
+    "status", "bytes_done", "bytes_total", "files_done", "files_total", "speed_bps",
+    "eta_seconds", "error", "attempts", "started_at", "completed_at", "updated_at",
+)  # fmt: skip
+
+
 def _to_row(job: DownloadJob) -> dict[str, Any]:
     row = asdict(job)
+    row.pop("detailed")
     row["status"] = str(job.status)
     row["activate"] = int(job.activate)
     for column in _JSON_COLUMNS:
@@ -133,13 +148,15 @@ def _to_row(job: DownloadJob) -> dict[str, Any]:
 
 def _from_row(row: sqlite3.Row) -> DownloadJob:
     data = {key: row[key] for key in row.keys()}
+    detailed = "files" in data
     for column in _JSON_COLUMNS:
-        data[column] = json.loads(data[column]) if data[column] is not None else None
-    data["files"] = [PlannedFile(**f) for f in data["files"] or []]
-    data["verified"] = data["verified"] or []
+        if column in data:
+            data[column] = json.loads(data[column]) if data[column] is not None else None
+    data["files"] = [PlannedFile(**f) for f in data.get("files") or []]
+    data["verified"] = data.get("verified") or []
     data["status"] = JobStatus(data["status"])
     data["activate"] = bool(data["activate"])
-    return DownloadJob(**data)
+    return DownloadJob(**data, detailed=detailed)
 
 
 class LiveJobExists(Exception):
@@ -195,16 +212,29 @@ class JobStore:
         return job
 
     def save(self, job: DownloadJob) -> None:
+        """Write the job's state and its verified list; the planned list is never rewritten
+        (it is fixed at insert)."""
+        columns = (*_PROGRESS_COLUMNS, "verified") if job.detailed else _PROGRESS_COLUMNS
+        self._update(job, columns)
+
+    def save_progress(self, job: DownloadJob) -> None:
+        """Write what a progress tick changes: bytes, speed, status; no file list."""
+        self._update(job, _PROGRESS_COLUMNS)
+
+    def _update(self, job: DownloadJob, columns: tuple[str, ...]) -> None:
         job.updated_at = now_iso()
         row = _to_row(job)
-        assignments = ", ".join(f"{c} = :{c}" for c in _COLUMNS if c != "id")
+        assignments = ", ".join(f"{c} = :{c}" for c in columns)
         self.state.execute(
             f"UPDATE download_jobs SET {assignments} WHERE id = :id",
-            row,
+            {c: row[c] for c in (*columns, "id")},
         )
 
-    def get(self, job_id: str) -> DownloadJob:
-        rows = self.state.query("SELECT * FROM download_jobs WHERE id = ?", (job_id,))
+    def get(self, job_id: str, *, detail: bool = True) -> DownloadJob:
+        """One job; `detail=False` skips its file lists (for pollers and listings)."""
+        rows = self.state.query(
+            f"SELECT {'*' if detail else _SUMMARY} FROM download_jobs WHERE id = ?", (job_id,)
+        )
         if not rows:
             raise JobNotFoundError(
                 f"No download job {job_id!r}. GET /api/downloads lists the known jobs."
@@ -213,7 +243,7 @@ class JobStore:
 
     def live_for(self, model_id: str) -> DownloadJob | None:
         rows = self.state.query(
-            "SELECT * FROM download_jobs "
+            f"SELECT {_SUMMARY} FROM download_jobs "
             "WHERE model_id = ? AND status IN ('queued', 'downloading')",
             (model_id,),
         )
@@ -221,7 +251,8 @@ class JobStore:
 
     def latest_for(self, model_id: str) -> DownloadJob | None:
         rows = self.state.query(
-            "SELECT * FROM download_jobs WHERE model_id = ? ORDER BY created_at DESC, rowid DESC "
+            f"SELECT {_SUMMARY} FROM download_jobs WHERE model_id = ? "
+            "ORDER BY created_at DESC, rowid DESC "
             "LIMIT 1",
             (model_id,),
         )
@@ -229,15 +260,45 @@ class JobStore:
 
     def latest(self) -> DownloadJob | None:
         rows = self.state.query(
-            "SELECT * FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            f"SELECT {_SUMMARY} FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT 1"
         )
         return _from_row(rows[0]) if rows else None
 
     def recent(self, limit: int = 100) -> list[DownloadJob]:
+        """The newest jobs, without their file lists."""
         rows = self.state.query(
-            "SELECT * FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+            f"SELECT {_SUMMARY} FROM download_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (limit,),
         )
         return [_from_row(r) for r in rows]
+
+    def model_ids(self) -> set[str]:
+        rows = self.state.query("SELECT DISTINCT model_id FROM download_jobs")
+        return {row["model_id"] for row in rows}
+
+    def live_model_ids(self) -> set[str]:
+        rows = self.state.query(
+            "SELECT model_id FROM download_jobs WHERE status IN ('queued', 'downloading')"
+        )
+        return {row["model_id"] for row in rows}
+
+    def targeted_revisions(self) -> set[tuple[str, str]]:
+        """(model, commit) pairs some job of ours planned: revisions that are ours to vouch
+        for (a snapshot we never planned came from another tool)."""
+        rows = self.state.query(
+            "SELECT DISTINCT model_id, commit_hash FROM download_jobs WHERE commit_hash IS NOT NULL"
+        )
+        return {(row["model_id"], row["commit_hash"]) for row in rows}
+
+    def prune(self, keep: int) -> int:
+        """Forget all but the newest `keep` finished jobs; live jobs are always kept."""
+        return self.state.execute(
+            "DELETE FROM download_jobs WHERE status NOT IN ('queued', 'downloading') "
+            "AND rowid NOT IN (SELECT rowid FROM download_jobs "
+            "WHERE status NOT IN ('queued', 'downloading') "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+            (keep,),
+        )
 
     def counts(self) -> dict[str, int]:
         rows = self.state.query("SELECT status, count(*) AS n FROM download_jobs GROUP BY status")

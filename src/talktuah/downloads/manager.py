@@ -103,7 +103,8 @@ class DownloadManager:
         """Re-queue what an earlier process left unfinished, then start the workers."""
         configure_library(self.settings)
         unfinished = self.jobs.unfinished()
-        self._remove_orphaned_partials({job.model_id for job in self.jobs.recent(limit=10_000)})
+        self.jobs.prune(self.settings.download_job_retention)
+        self._remove_orphaned_partials(self.jobs.model_ids())
         for job in unfinished:
             if job.status == JobStatus.DOWNLOADING:
                 job.status = JobStatus.QUEUED
@@ -217,10 +218,11 @@ class DownloadManager:
                 self._finished(job)
                 return job
         # A running job: its worker notices within one chunk (or one stall timeout).
-        return self.jobs.get(job_id)
+        return self.jobs.get(job_id, detail=False)
 
     def get(self, job_id: str) -> DownloadJob:
-        return self.jobs.get(job_id)
+        """A job as readers see it: without its file lists."""
+        return self.jobs.get(job_id, detail=False)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -250,7 +252,7 @@ class DownloadManager:
         job.error = None
         self.jobs.save(job)
         progress = JobProgress(
-            job, self.jobs.save,
+            job, self.jobs.save_progress,
             interval=self.settings.download_progress_interval,
             cancel=cancel, shutdown=self._shutdown, on_bytes=self.on_bytes,
         )  # fmt: skip
@@ -277,6 +279,9 @@ class DownloadManager:
             job.status = JobStatus.ERROR
             job.error = f"Unexpected {type(exc).__name__}: {exc}"
         else:
+            # Recorded before the job says complete, so no listing sees it complete and the
+            # model not (verified.py).
+            self.store.verified.record(job.model_id, job.commit_hash or "", job.verified)
             job.status = JobStatus.COMPLETE
             job.error = None
             job.bytes_done = job.bytes_total or job.bytes_done
@@ -298,5 +303,6 @@ class DownloadManager:
 
     def _finished(self, job: DownloadJob) -> None:
         logger.info("download job %s (%s) ended: %s", job.id, job.model_id, job.status)
+        self.jobs.prune(self.settings.download_job_retention)
         if job.callback_url:
             self.callbacks.send(job.callback_url, job.to_api())

@@ -115,7 +115,7 @@ def download_progress(
     jobs = services.downloads.jobs
     job: DownloadJob | None
     if job_id is not None:
-        job = jobs.get(job_id)
+        job = jobs.get(job_id, detail=False)
     elif model_id is not None:
         validate_model_id(model_id)
         job = jobs.latest_for(model_id)
