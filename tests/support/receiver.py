@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 Behaviour = Literal["ok", "redirect", "huge", "drip_headers", "drip_body"]
@@ -25,7 +28,9 @@ class Receiver:
     """A webhook endpoint on 127.0.0.1 that records every POST and answers as `behaviour`
     says; `redirect_to` is the Location of a `redirect` answer."""
 
-    def __init__(self, behaviour: Behaviour = "ok", redirect_to: str = "") -> None:
+    def __init__(
+        self, behaviour: Behaviour = "ok", redirect_to: str = "", tls: Path | None = None
+    ) -> None:
         self.behaviour = behaviour
         self.posts: list[dict[str, Any]] = []
         self.credentials: list[str | None] = []
@@ -56,8 +61,12 @@ class Receiver:
                 return None
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.origin = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.url = f"{self.origin}/webhook"
         self.redirect_to = redirect_to
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -111,6 +120,18 @@ class Receiver:
         self._stopping.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def self_signed(folder: Path, name: str = "localhost") -> Path:
+    """`folder` with cert.pem and key.pem: a self-signed certificate for `name` only (no IP
+    address in it), made with the openssl command line."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return folder
 
 
 def rss_bytes() -> int:

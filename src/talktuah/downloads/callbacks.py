@@ -89,6 +89,34 @@ class _Deadline:
             self._sockets.clear()
 
 
+class _SmallReads(httpcore.NetworkStream):
+    """Reads of at most `RESPONSE_LIMIT` bytes (httpcore asks for 64 KiB), so stopping after
+    `RESPONSE_LIMIT` bytes of body means no more than that was taken off the socket."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(min(max_bytes, RESPONSE_LIMIT), timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _SmallReads(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class _PinnedBackend(httpcore.SyncBackend):
     """Connects to the address that was checked, whatever host name the request carries
     (the name still goes into Host and TLS SNI, so certificates are checked against it)."""
@@ -107,7 +135,7 @@ class _PinnedBackend(httpcore.SyncBackend):
     ) -> httpcore.NetworkStream:
         stream = super().connect_tcp(self.address, port, timeout, local_address, socket_options)
         self.deadline.guard(stream.get_extra_info("socket"))
-        return stream
+        return _SmallReads(stream)
 
 
 class CallbackSender:
