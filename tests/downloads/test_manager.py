@@ -259,7 +259,7 @@ def test_a_real_small_filesystem_is_refused(
             "/api/download-model", params={"model_id": "org/toobig", "auto": "true"}
         )
         assert response.status_code == 507, response.text
-        assert "1.9 MB" in response.json()["detail"]
+        assert "1.9 MiB" in response.json()["detail"]
         assert local(client) == {}
 
 

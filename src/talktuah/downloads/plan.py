@@ -28,6 +28,7 @@ from ..errors import (
     HubUnavailableError,
     InsufficientStorageError,
 )
+from ..sizes import format_bytes
 from .hub_data import (
     check_blob_id,
     check_commit,
@@ -228,10 +229,4 @@ def check_disk_space(plan: DownloadPlan, model_id: str, models_dir: Path, margin
         )
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{value:.1f} TB"
+_human = format_bytes  # one size formatter for CLI, API text and dashboard (sizes.py)

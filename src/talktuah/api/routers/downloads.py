@@ -16,6 +16,7 @@ from ...downloads.instructions import manual_instructions
 from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
 from ...keys import Principal, Scope
+from ...model_ref import resolve_model_and_revision
 from ...store import validate_model_id
 from .. import params
 from ..auth import PrincipalDep
@@ -62,7 +63,7 @@ def download_model(
     activate: Annotated[bool, Query(description="Make it active when complete")] = False,
     callback_url: Annotated[str | None, Query(description="Gets the final job JSON")] = None,
 ) -> dict[str, Any]:
-    validate_model_id(model_id)
+    model_id, revision = resolve_model_and_revision(model_id, revision)  # a pasted Hub URL too
     if not auto:
         base_url = str(request.base_url).rstrip("/")
         return manual_instructions(model_id, str(services.settings.models_dir), base_url)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from ...model_ref import resolve_model_id
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["engine"])
@@ -16,6 +17,7 @@ def switch_model(
     services: ServicesDep,
     model_id: Annotated[str, Query(description="A downloaded model, e.g. org/name")],
 ) -> dict[str, Any]:
+    model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
     services.engine.switch(model_id)
     return {
         "status": "switching",

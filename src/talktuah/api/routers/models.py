@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ...model_ref import resolve_model_id
 from ...store import LocalModel
 from ..deps import ServicesDep, StoreDep
 
@@ -61,6 +62,7 @@ def delete_model(
     model_id: str = ModelIdQuery,
     force: bool = Query(False, description="Delete even if it is the active model"),
 ) -> dict[str, Any]:
+    model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
     deleted = services.store.delete(model_id, force=force)
     if deleted.was_active and services.engine.driver.manages_models:
         services.engine.unload(f"The active model {model_id} was deleted.")

@@ -47,19 +47,19 @@ export function setText(el, text) {
   if (el.textContent !== value) el.textContent = value;
 }
 
-const UNITS = ["B", "KB", "MB", "GB", "TB"];
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
-/** 1536 -> "1.5 KB" (1024-based, as the API's size_mb). */
+/** 1536 -> "1.5 KiB": the same rules and labels as talktuah/sizes.py (CLI, API messages). */
 export function formatBytes(bytes) {
   if (bytes === null || bytes === undefined || Number.isNaN(bytes)) return "—";
   let value = Number(bytes);
   let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
+  // The rounded value decides, so 1023.97 KiB reads "1.0 MiB" rather than "1024.0 KiB".
+  while (unit < UNITS.length - 1 && Number(Math.abs(value).toFixed(unit ? 1 : 0)) >= 1024) {
     value /= 1024;
     unit += 1;
   }
-  const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${value.toFixed(digits)} ${UNITS[unit]}`;
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
 export function formatSpeed(bps) {
