@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HFCacheInfo, scan_cache_dir
 
-from talktuah.scan_cache import ScanCache, fingerprint
+from talktuah.scan_cache import ModelIds, ScanCache, fingerprint
 
 from .support.tiny_model import install_in_cache
 
@@ -157,3 +158,59 @@ def test_invalidate_forces_the_next_scan(models_dir: Path) -> None:
 
 def test_a_missing_models_dir_fingerprints_as_empty(tmp_path: Path) -> None:
     assert fingerprint(tmp_path / "absent") == ((), False)
+
+
+def _with_revisions(models_dir: Path) -> list[str]:
+    """What the store lists: repos with at least one snapshot."""
+    return sorted(
+        (r.repo_id for r in scan_cache_dir(models_dir).repos if r.revisions), key=str.lower
+    )
+
+
+def test_model_ids_follow_every_change_that_adds_or_removes_a_model(tmp_path: Path) -> None:
+    """ModelIds (what /metrics and /api/model-status use) agrees with the full scan after
+    each kind of change, old timestamps and racy ones alike."""
+    models_dir = tmp_path / "hub"
+    ids = ModelIds(models_dir)
+    assert ids.get() == []
+    install_in_cache(models_dir, "org/b", {"config.json": b"{}"})
+    install_in_cache(models_dir, "Org/a", {"config.json": b"{}"})
+    (models_dir / "models--org--empty" / "snapshots").mkdir(parents=True)
+    (models_dir / ".locks").mkdir()
+    assert ids.get() == ["Org/a", "org/b"]  # racy: re-read
+    _age(models_dir)
+    assert ids.get() == ["Org/a", "org/b"] == _with_revisions(models_dir)
+    snapshots = models_dir / "models--org--b" / "snapshots"
+    for snapshot in snapshots.iterdir():
+        for link in snapshot.iterdir():
+            link.unlink()
+        snapshot.rmdir()
+    _age(models_dir)
+    assert ids.get() == ["Org/a"]
+    install_in_cache(models_dir, "org/b", {"config.json": b"[]"})
+    _age(models_dir)
+    assert ids.get() == ["Org/a", "org/b"]
+    shutil.rmtree(models_dir / "models--Org--a")
+    _age(models_dir)
+    assert ids.get() == ["org/b"] == _with_revisions(models_dir)
+
+
+def test_model_ids_reuse_what_did_not_change(tmp_path: Path) -> None:
+    """Unchanged and old: no repo's snapshots folder is listed again (only stat'ed)."""
+    models_dir = tmp_path / "hub"
+    for n in range(3):
+        install_in_cache(models_dir, f"org/m{n}", {"config.json": str(n).encode()})
+    _age(models_dir)
+    ids = ModelIds(models_dir)
+    assert len(ids.get()) == 3
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def counting(path: str) -> object:
+        listed.append(str(path))
+        return real_scandir(path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "scandir", counting)
+        assert len(ids.get()) == 3
+    assert listed == []

@@ -101,3 +101,64 @@ class ScanCache:
         """Forget the stored scan (after a change we made ourselves, to be safe)."""
         with self._lock:
             self._last = None
+
+
+class ModelIds:
+    """Which models have a snapshot, for listings that need only ids and counts.
+
+    `/metrics` (public, scraped every few seconds) and `/api/model-status` need the set of
+    models, not sizes or completeness; even the fingerprint above stats about ten entries per
+    model (130 ms at 1,000 models here). This stats the models dir and each repo's
+    `snapshots/` once: a snapshot added or removed changes that folder's mtime, a repo added
+    or removed the models dir's. Racy timestamps are re-read, as above.
+    """
+
+    def __init__(self, models_dir: Path, *, racy_seconds: float = RACY_SECONDS) -> None:
+        self.models_dir = models_dir
+        self.racy_seconds = racy_seconds
+        self._lock = threading.Lock()
+        self._root_mtime: int | None = None
+        self._repos: list[str] = []
+        self._snapshots: dict[str, tuple[int, bool]] = {}
+
+    def get(self) -> list[str]:
+        """Model ids (`org/name`) with at least one snapshot, sorted case-insensitively."""
+        racy_before = time.time_ns() - int(self.racy_seconds * 1e9)
+        with self._lock:
+            try:
+                root_mtime = os.stat(self.models_dir).st_mtime_ns
+            except FileNotFoundError:
+                return []
+            if root_mtime != self._root_mtime or root_mtime >= racy_before:
+                self._repos = [
+                    entry.name
+                    for entry in os.scandir(self.models_dir)
+                    if entry.name.startswith("models--") and entry.is_dir(follow_symlinks=False)
+                ]
+                self._root_mtime = root_mtime
+            ids = []
+            seen: dict[str, tuple[int, bool]] = {}
+            for name in self._repos:
+                snapshots = os.path.join(self.models_dir, name, "snapshots")
+                try:
+                    mtime = os.stat(snapshots).st_mtime_ns
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                cached = self._snapshots.get(name)
+                if cached is not None and cached[0] == mtime and mtime < racy_before:
+                    has_snapshot = cached[1]
+                else:
+                    has_snapshot = _has_subdir(snapshots)
+                seen[name] = (mtime, has_snapshot)
+                if has_snapshot:
+                    ids.append(name[len("models--") :].replace("--", "/"))
+            self._snapshots = seen
+        return sorted(ids, key=str.lower)
+
+
+def _has_subdir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(entry.is_dir() for entry in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False

@@ -85,7 +85,7 @@ class Services:
         restarts.add_metric([], self.engine.restarts)
         yield restarts
         models = gauge("talktuah_models_local", "Models in the models dir")
-        models.add_metric([], len(self.store.list()))
+        models.add_metric([], len(self.store.model_ids()))
         yield models
 
     def activate(self, model_id: str) -> None:

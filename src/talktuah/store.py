@@ -28,7 +28,7 @@ from .errors import (
     ModelNotFoundError,
     StoragePermissionError,
 )
-from .scan_cache import ScanCache
+from .scan_cache import ModelIds, ScanCache
 from .state import StateDB
 from .verified import RevisionKey, VerifiedRevisions
 
@@ -132,6 +132,10 @@ class ModelStore:
         self.jobs = JobStore(state)
         self.verified = VerifiedRevisions(state)
         self.scans = ScanCache(models_dir, self._scan_once)
+        self.ids = ModelIds(models_dir)
+        # The last listing and what it was built from: reused while the scan object, the
+        # active model and the state DB's facts are all the same.
+        self._listed: tuple[HFCacheInfo, str | None, _Facts, list[LocalModel]] | None = None
 
     def _facts(self) -> _Facts:
         return _Facts(
@@ -175,6 +179,11 @@ class ModelStore:
                 return repo
         return None
 
+    def model_ids(self) -> list[str]:
+        """Ids of the models with a snapshot, sorted: what counts and names need, without
+        the scan (scan_cache.ModelIds)."""
+        return self.ids.get()
+
     def list(self) -> list[LocalModel]:
         """Every model with at least one snapshot, sorted by id."""
         info = self._scan()
@@ -182,14 +191,19 @@ class ModelStore:
             return []
         active = self.state.active_model
         # Repos with a partial download, from the scan itself (no second walk of each blobs/).
-        partial = {f.file_path.parent.parent for f in info.incomplete_files}
         facts = self._facts()
+        last = self._listed
+        if last is not None and last[0] is info and last[1] == active and last[2] == facts:
+            return list(last[3])
+        partial = {f.file_path.parent.parent for f in info.incomplete_files}
         models = [
             self._describe(repo, active, facts, has_partial=repo.repo_path in partial)
             for repo in info.repos
             if repo.repo_type == "model" and repo.revisions
         ]
-        return sorted(models, key=lambda m: m.model_id.lower())
+        models.sort(key=lambda m: m.model_id.lower())
+        self._listed = (info, active, facts, models)
+        return list(models)
 
     def get(self, model_id: str) -> LocalModel:
         validate_model_id(model_id)

@@ -7,9 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from huggingface_hub import try_to_load_from_cache
 
 from talktuah.downloads.plan import cached_file
+
+from ..support.hub import Hub
 
 COMMIT = "0" * 40
 
@@ -50,3 +53,14 @@ def test_a_cached_file_is_found(tmp_path: Path) -> None:
     (snapshot / "a.txt").write_text("a")
     assert cached_file("org/x", "a.txt", tmp_path, COMMIT) == snapshot / "a.txt"
     assert cached_file("org/x", "b.txt", tmp_path, COMMIT) is None
+
+
+def test_a_hub_404_for_the_file_list_is_not_found(client: TestClient, hub: Hub) -> None:
+    """Regression (issue 15): a mirror answering 404 (without the Hub's error code header)
+    for a repo's file list was a 502 "Hub unavailable"; it means "not found"."""
+    hub.add_repo("org/gone", {"config.json": b"{}"})
+    hub.faults.fail_next(1, 404, "/api/models/*")
+    response = client.post("/api/download-model", params={"model_id": "org/gone", "auto": "true"})
+    assert response.status_code == 404, response.text
+    assert "has no file list" in response.json()["detail"]
+    assert hub.url in response.json()["detail"]

@@ -18,17 +18,16 @@ ModelIdQuery = Query(description="Hugging Face repo id, e.g. Qwen/Qwen2.5-0.5B-I
 @router.get("/model-status")
 def model_status(services: ServicesDep) -> dict[str, Any]:
     store = services.store
-    models = store.list()
+    downloaded = store.model_ids()
     current = services.state.active_model
-    downloaded = [m.model_id for m in models]
-    if not models:
+    if not downloaded:
         message = "No models downloaded yet. POST /api/download-model?model_id=...&auto=true"
     elif current is None:
-        message = f"{len(models)} model(s) downloaded; none is active."
+        message = f"{len(downloaded)} model(s) downloaded; none is active."
     else:
-        message = f"{len(models)} model(s) downloaded; active: {current}."
+        message = f"{len(downloaded)} model(s) downloaded; active: {current}."
     return {
-        "models_available": bool(models),
+        "models_available": bool(downloaded),
         "models_dir_exists": store.models_dir.is_dir(),
         "models_dir": str(store.models_dir),
         "downloaded_models": downloaded,
