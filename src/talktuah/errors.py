@@ -29,8 +29,10 @@ TalkTuahError
 ├── KeyNotFoundError           no API key with that id                 -> 404
 ├── InvalidKeyRequestError     bad scopes / limits / expiry            -> 422
 ├── KeyRotationError           the admin key comes from the environment -> 409
-└── RateLimitedError           too many requests or streams for a key  -> 429
+├── RateLimitedError           too many requests or streams for a key  -> 429
 ├── InsecureConfigError        refusing to serve with a weak key       (CLI only)
+├── HomeInUseError             another `serve` runs with this home     (CLI only)
+└── PortUnavailableError       the port is taken or cannot be bound    (CLI only)
 ```
 
 The HTTP mapping lives in one place, `api/errors.py`; routers never build error responses.
@@ -74,6 +76,15 @@ class StoragePermissionError(TalkTuahError, PermissionError):
 
 class InsecureConfigError(TalkTuahError):
     """The configuration would expose the API with a guessable key."""
+
+
+class HomeInUseError(TalkTuahError):
+    """Another `talktuah serve` holds this TALKTUAH_HOME: a second would share its state.db
+    and stop its engine as an orphan."""
+
+
+class PortUnavailableError(TalkTuahError, OSError):
+    """`talktuah serve` cannot listen on its host and port (taken, or not this machine's)."""
 
 
 class HubNotFoundError(ModelNotFoundError):

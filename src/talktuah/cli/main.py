@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.markup import escape
 
 from .. import __version__
 from ..config import Settings
-from ..errors import InsecureConfigError
+from ..errors import HomeInUseError, InsecureConfigError, PortUnavailableError
+from ..home_lock import bind_listeners, ensure_free, listen_url, lock_home
 from ..logs import configure_logging
 from ..security import check_exposure, resolve_api_key, weakness
 from .chat import chat_app
@@ -48,6 +50,25 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = Settings(**overrides)
+    url = listen_url(settings.host, settings.port)
+    # Port and home first: a second server that got further would reap this home's engine
+    # as an orphan and write its state.db (home_lock.py). Nothing is touched on a refusal.
+    try:
+        try:
+            listeners = bind_listeners(settings.host, settings.port)
+        except PortUnavailableError:
+            ensure_free(settings.home)  # "this home's server has it" says more than "taken"
+            raise
+        try:
+            home_lock = lock_home(settings.home)
+        except HomeInUseError:
+            for sock in listeners:
+                sock.close()
+            raise
+    except (HomeInUseError, PortUnavailableError) as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    home_lock.record(url)
     key = resolve_api_key(settings)
     try:
         check_exposure(settings, key)
@@ -63,10 +84,13 @@ def serve(
 
     services = Services.build(settings, key)
     console.print(
-        f"TalkTuah {__version__} on http://{settings.host}:{settings.port} "
-        f"(home {settings.home}, models {settings.models_dir})"
+        f"TalkTuah {__version__} on {escape(url)} "
+        f"(home {settings.home}, models {settings.models_dir})\n"
+        f"Dashboard: {escape(url)}/ui/\n"
+        "Next: `talktuah pull ORG/NAME --activate` downloads a Hugging Face model and serves "
+        "it; `talktuah chat` talks to it."
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(services),
         host=settings.host,
         port=settings.port,
@@ -79,6 +103,15 @@ def serve(
         timeout_keep_alive=settings.idle_timeout,
         access_log=False,  # RequestContextMiddleware writes it, once the response has ended
     )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=listeners)  # the sockets bound above; uvicorn closes them
+    except KeyboardInterrupt:
+        pass  # as uvicorn.run: Ctrl-C during start-up is a stop, not a traceback
+    finally:
+        home_lock.release()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 
 
 def _announce_key(settings: Settings, source: str, value: str) -> None:
@@ -86,10 +119,12 @@ def _announce_key(settings: Settings, source: str, value: str) -> None:
         console.print(
             f"Generated an API key and stored it in {settings.api_key_path} (mode 0600).\n"
             f"API key: [bold]{value}[/]\n"
-            "It is shown only this once; send it as 'Authorization: Bearer <key>'."
+            "Send it as 'Authorization: Bearer <key>'; `talktuah key` shows it again."
         )
     elif source == "file":
-        console.print(f"Using the API key stored in {settings.api_key_path}.")
+        console.print(
+            f"Using the API key stored in {settings.api_key_path}; `talktuah key` shows it."
+        )
     else:
         console.print("Using PROXY_API_KEY from the environment.")
         reason = weakness(value)
