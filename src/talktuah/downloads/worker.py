@@ -49,6 +49,7 @@ from .hub_data import (
     check_metadata,
     expect,
     guard_library_metadata,
+    hub_label,
     validate_revision,
 )
 from .jobs import DownloadJob, PlannedFile
@@ -273,9 +274,10 @@ class JobRunner:
             if path.is_symlink():
                 path.unlink()
             raise HubDataError(
-                f"{planned.path} of {self.job.model_id} resolves outside the models dir "
-                f"({path} -> {target}); its link was removed and nothing outside was "
-                "touched. Check HF_ENDPOINT: the mirror or a proxy in between is hostile."
+                f"The hub at {hub_label(self.endpoint)} made {planned.path} of "
+                f"{self.job.model_id} resolve outside the models dir ({path} -> {target}); "
+                "its link was removed and nothing outside was touched. Check HF_ENDPOINT: "
+                "the mirror or a proxy in between is hostile."
             )
         size = path.stat().st_size
         problem = None
