@@ -25,7 +25,7 @@ def test_an_unreachable_engine_is_503_during_a_switch_else_502(
     before a switch stopped the engine got 502; it is a switch in progress, so 503."""
     driver = services.engine.driver
     driver.port = free_port()  # type: ignore[attr-defined]  # nothing listens there
-    services.engine._state = state
+    services.engine._update(state=state)
 
     async def send() -> None:
         try:

@@ -16,7 +16,7 @@ from .downloads.jobs import JobStatus
 from .downloads.manager import DownloadManager
 from .engine.base import EngineState
 from .engine.drivers import make_driver
-from .engine.supervisor import EngineSupervisor
+from .engine.supervisor import EngineSupervisor, SwitchOutcome
 from .keys import KeyStore
 from .metrics import Metrics, gauge
 from .proxy import EngineProxy
@@ -63,7 +63,7 @@ class Services:
             limits=RateLimits(settings),
             metrics=metrics,
         )
-        downloads.on_activate = services.activate
+        downloads.on_activate = services.activate_downloaded
         downloads.on_bytes = metrics.download_bytes.inc
         metrics.watch(services._live_metrics)
         return services
@@ -88,12 +88,18 @@ class Services:
         models.add_metric([], len(self.store.model_ids()))
         yield models
 
-    def activate(self, model_id: str) -> None:
-        """Make `model_id` the served model: a switch when TalkTuah runs the engine."""
+    def activate(self, model_id: str, *, force: bool = False) -> SwitchOutcome:
+        """Make `model_id` the served model: a switch when TalkTuah runs the engine; nothing
+        to do when it serves already, unless `force`."""
         if self.engine.driver.manages_models:
-            self.engine.switch(model_id)
-        else:
-            self.state.active_model = model_id
+            return self.engine.switch(model_id, force=force)
+        self.state.active_model = model_id
+        return SwitchOutcome.SWITCHING
+
+    def activate_downloaded(self, model_id: str) -> None:
+        """A download job with `activate` finished: its files are new (a new revision of the
+        served model, say), so the engine loads them even if it serves that model."""
+        self.activate(model_id, force=True)
 
     def start(self) -> None:
         """Start background work: download workers (resuming jobs), the engine. Idempotent."""

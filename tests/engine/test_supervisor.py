@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
-from ..support.engine import CHAT, MakeClient, switch_and_wait, wait_status
+from ..support.engine import CHAT, MakeClient, fail_log, switch_and_wait, wait_status
 
 
 def test_startup_loads_the_active_model(
@@ -92,6 +92,8 @@ def test_switch_rules(make_client: MakeClient) -> None:
     assert client.post("/api/switch-model", params={"model_id": "../x"}).status_code == 422
     assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
     assert client.post("/api/switch-model", params={"model_id": "org/a"}).status_code == 409
+    again = client.post("/api/switch-model", params={"model_id": "org/b"})
+    assert again.status_code == 200 and "already loading" in again.json()["message"]
     ready = wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
     assert ready["current_model"] == "org/b"
     wrong = client.post("/v1/chat/completions", json=CHAT)
@@ -197,3 +199,126 @@ def test_engine_quirks_are_smoothed(make_client: MakeClient) -> None:
     assert client.get("/v1/models").json()["data"][0]["id"] == "org/a"
     missing = client.post("/v1/embeddings", json={"model": "org/a", "input": "x"})
     assert missing.status_code == 404 and "does not offer" in missing.json()["detail"]
+
+
+def pid(services: Services) -> int | None:
+    return services.engine.driver.process.pid  # type: ignore[attr-defined, no-any-return]
+
+
+def test_a_switch_to_the_serving_model_does_nothing_unless_forced(make_client: MakeClient) -> None:
+    """Issue 16: the n8n example switches on every run; each reloaded the engine (20-30 s of
+    503s on a CPU, minutes on a GPU)."""
+    client, services = ready(make_client)
+    before = pid(services)
+    started = time.monotonic()
+    same = client.post("/api/switch-model", params={"model_id": "org/a"})
+    assert same.status_code == 200 and same.json()["status"] == "ready", same.text
+    assert "already serving" in same.json()["message"]
+    assert time.monotonic() - started < 1 and pid(services) == before
+    assert client.get("/api/model-loading-status").json()["status"] == "ready"
+    forced = client.post("/api/switch-model", params={"model_id": "org/a", "force": "true"})
+    assert forced.status_code == 202 and forced.json()["status"] == "switching"
+    wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/a")
+    assert pid(services) != before
+
+
+def test_a_switch_replaces_a_restart_waiting_out_its_backoff(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: during the restart backoff (up to ~62 s) a switch got 409 "A switch to None
+    is already running"."""
+    client, services = ready(make_client, engine_restart_backoff=1.5, engine_restart_limit=3)
+    monkeypatch.setenv("FAKE_ENGINE_FAIL", "the GPU fell off the bus")  # restarts fail
+    os.kill(pid(services) or 0, signal.SIGKILL)
+    # The first restart (after 1.5 s) fails; the second waits 3 s: switch in that wait.
+    waiting = wait_status(
+        client, lambda s: (s["restart_pending"] or {}).get("attempt") == 2, timeout=20
+    )
+    pending = waiting["restart_pending"]
+    assert pending["model"] == "org/a" and pending["limit"] == 3 and pending["seconds_left"] > 1
+    assert pending["next_restart_at"].endswith("+00:00")
+    assert waiting["engine_state"] == "failed" and waiting["serving_model"] is None
+    assert waiting["last_failure"]["kind"] == "restart" and "attempt 2 of 3" in waiting["message"]
+    monkeypatch.delenv("FAKE_ENGINE_FAIL")
+    switched = client.post("/api/switch-model", params={"model_id": "org/b"})
+    assert switched.status_code == 202, switched.text
+    done = wait_status(client, lambda s: s["engine_state"] != "loading")
+    assert done["status"] == "ready" and done["serving_model"] == "org/b", done
+    assert done["restart_pending"] is None and done["last_failure"] is None
+    time.sleep(3.5)  # past when the replaced restart was due
+    after = client.get("/api/model-loading-status").json()
+    assert after["serving_model"] == "org/b" and after["restarts"] == 0
+
+
+def test_loading_phases_follow_the_engine(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "starting engine" until the process answers HTTP, then "loading weights"."""
+    monkeypatch.setenv("FAKE_ENGINE_START_DELAY", "0.8")  # not listening yet
+    monkeypatch.setenv("FAKE_ENGINE_LOAD_DELAY", "1.2")  # listening, 503, no model listed
+    client = make_client()
+    phases: list[str] = []
+
+    def note(status: dict[str, Any]) -> bool:
+        phase = (status.get("loading") or {}).get("phase")
+        if phase and (not phases or phases[-1] != phase):
+            phases.append(phase)
+        return bool(status["status"] == "ready")
+
+    wait_status(client, note)
+    assert phases == ["starting engine", "loading weights"], phases
+
+
+def test_a_rolled_back_switch_reads_as_serving_the_previous_model(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 16: after a rolled-back switch the status said "failed" everywhere while the
+    previous model served; the failure is now a separate notice, with its cause first."""
+    monkeypatch.setenv("FAKE_ENGINE_FAIL_ONLY", "org/b")
+    monkeypatch.setenv("FAKE_ENGINE_FAIL_LOG", fail_log(tmp_path / "noarch.log"))
+    client, services = ready(make_client)
+    assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
+    after = wait_status(client, lambda s: s["engine_state"] == "ready" and s["last_failure"])
+    assert after["serving_model"] == after["current_model"] == "org/a" and after["model_loaded"]
+    assert after["message"].startswith("org/a was restored and serves")
+    failure = after["last_failure"]
+    assert failure["model"] == "org/b" and failure["kind"] == "switch"
+    assert failure["cause"] == "TypeError: 'NoneType' object is not subscriptable"
+    assert "names no `architectures`" in failure["hint"]
+    assert any("config.architectures[0]" in line for line in failure["log_tail"])
+    # Old clients poll `status` for the switch's outcome: it keeps saying failed.
+    assert after["status"] == "failed" and after["failed_model"] == "org/b"
+    assert "exited while loading" in after["error"]
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+    dismissed = client.post("/api/engine/dismiss-failure")
+    assert dismissed.status_code == 200 and dismissed.json()["dismissed"] is True
+    clean = client.get("/api/model-loading-status").json()
+    assert clean["status"] == "ready" and clean["last_failure"] is None and "error" not in clean
+    assert client.post("/api/engine/dismiss-failure").json()["dismissed"] is False
+
+
+def test_a_failure_about_a_deleted_or_served_model_is_cleared(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_FAIL_ONLY", "org/b")
+    monkeypatch.setenv("FAKE_ENGINE_FAIL", "weights do not match the config")
+    client, services = ready(make_client)
+    client.post("/api/switch-model", params={"model_id": "org/b"})
+    failed = wait_status(client, lambda s: s["engine_state"] == "ready" and s["last_failure"])
+    assert failed["last_failure"]["cause"] == "ValueError: weights do not match the config"
+    # Asking for what serves is a success: old clients see it as the switch's outcome.
+    assert client.post("/api/switch-model", params={"model_id": "org/a"}).status_code == 200
+    noted = client.get("/api/model-loading-status").json()
+    assert noted["status"] == "ready" and noted["last_failure"]["model"] == "org/b"
+    deleted = client.delete("/api/delete-model", params={"model_id": "org/b"})
+    assert deleted.status_code == 200, deleted.text
+    assert client.get("/api/model-loading-status").json()["last_failure"] is None
+
+    monkeypatch.setenv("FAKE_ENGINE_FAIL_ONLY", "org/a")
+    client.post("/api/switch-model", params={"model_id": "org/a", "force": "true"})
+    down = wait_status(client, lambda s: s["engine_state"] == "failed")
+    assert down["last_failure"]["model"] == "org/a" and down["last_failure"]["kind"] == "load"
+    monkeypatch.delenv("FAKE_ENGINE_FAIL")
+    switched = switch_and_wait(client, "org/a")
+    assert switched["last_failure"] is None and "error" not in switched

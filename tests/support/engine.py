@@ -84,3 +84,25 @@ def switch_and_wait(client: TestClient, model_id: str) -> dict[str, Any]:
     """Switch to `model_id` and wait until the engine serves it."""
     assert client.post("/api/switch-model", params={"model_id": model_id}).status_code == 202
     return wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == model_id)
+
+
+# What `transformers serve` (5.x) prints when the model's config.json names no
+# `architectures`: the traceback ends in a TypeError that does not say why (issue 16).
+NO_ARCHITECTURES_LOG = """\
+INFO:     Loading org/noarch
+Traceback (most recent call last):
+  File "/venv/bin/transformers", line 8, in <module>
+    sys.exit(main())
+  File "/venv/lib/python3.11/site-packages/transformers/cli/serving/model_manager.py", line 160, in __init__
+    self.load_model_and_processor(self.process_model_name(repo), gguf_file=gguf_file)
+  File "/venv/lib/python3.11/site-packages/transformers/cli/serving/model_manager.py", line 319, in _load_model
+    architecture = getattr(transformers, config.architectures[0])
+                                         ~~~~~~~~~~~~~~~~~~~~^^^
+TypeError: 'NoneType' object is not subscriptable
+"""  # noqa: E501
+
+
+def fail_log(path: Path, text: str = NO_ARCHITECTURES_LOG) -> str:
+    """Write an engine log for FAKE_ENGINE_FAIL_LOG; returns its path."""
+    path.write_text(text)
+    return str(path)

@@ -7,8 +7,11 @@ the same surface as measured of `transformers serve`: `serve <model> --port P`, 
 `/v1/models`, pinned-model 400s, plain-text 500s for bad bodies, SSE without `[DONE]`, and
 answers naming the model `<id>@main`.
 
-Behaviour comes from the environment: FAKE_ENGINE_START_DELAY (s), FAKE_ENGINE_FAIL (exit
-at start with this message), FAKE_ENGINE_REPLY_DELAY (s before answering a chat),
+Behaviour comes from the environment: FAKE_ENGINE_START_DELAY (s before it listens),
+FAKE_ENGINE_LOAD_DELAY (s it listens, answering 503 and listing no model, before it serves),
+FAKE_ENGINE_FAIL (exit at start with this message), FAKE_ENGINE_FAIL_LOG (exit at start after
+printing this file: a real engine's traceback), FAKE_ENGINE_FAIL_ONLY (a model id: the two
+failures apply to it alone), FAKE_ENGINE_REPLY_DELAY (s before answering a chat),
 FAKE_ENGINE_EVENTS (a file to which it appends what happened).
 
 SIGTERM is graceful, as uvicorn's: stop accepting, let the answers in flight finish, exit.
@@ -40,11 +43,17 @@ def main() -> None:
     model = args[1]
     port = int(args[args.index("--port") + 1])
     print(f"fake engine: loading {model}", flush=True)
-    if os.environ.get("FAKE_ENGINE_FAIL"):
+    fails = os.environ.get("FAKE_ENGINE_FAIL_ONLY", model) == model
+    if fails and os.environ.get("FAKE_ENGINE_FAIL_LOG"):
+        with open(os.environ["FAKE_ENGINE_FAIL_LOG"]) as log:
+            print(log.read(), end="", flush=True)
+        sys.exit(1)
+    if fails and os.environ.get("FAKE_ENGINE_FAIL"):
         print(f"ValueError: {os.environ['FAKE_ENGINE_FAIL']}", flush=True)
         sys.exit(1)
     time.sleep(float(os.environ.get("FAKE_ENGINE_START_DELAY", "0")))
     reply_delay = float(os.environ.get("FAKE_ENGINE_REPLY_DELAY", "0"))
+    loaded_at = time.monotonic() + float(os.environ.get("FAKE_ENGINE_LOAD_DELAY", "0"))
 
     connections: set[socket.socket] = set()
 
@@ -71,10 +80,12 @@ def main() -> None:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            loaded = time.monotonic() >= loaded_at
             if self.path == "/health":
-                self._json(200, {"status": "ok"})
+                self._json(200 if loaded else 503, {"status": "ok" if loaded else "loading"})
             elif self.path == "/v1/models":
-                self._json(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+                data = [{"id": model, "object": "model"}] if loaded else []
+                self._json(200, {"object": "list", "data": data})
             else:
                 self._json(404, {"detail": "Not Found"})
 

@@ -29,6 +29,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("DELETE", "/api/downloads/{job_id}"): Scope.MODELS_WRITE,
     ("DELETE", "/api/delete-model"): Scope.MODELS_WRITE,
     ("POST", "/api/switch-model"): Scope.MODELS_WRITE,
+    ("POST", "/api/engine/dismiss-failure"): Scope.MODELS_WRITE,
     # keys
     ("POST", "/api/keys"): Scope.ADMIN,
     ("GET", "/api/keys"): Scope.ADMIN,

@@ -4,7 +4,11 @@ States: `stopped` (nothing served), `loading` (an engine is starting with a mode
 `ready` (it serves the active model), `failed` (it died or would not load). A switch loads
 the new model and makes it active in state only once the engine serves it; if it will not
 load, the previous model is loaded again and the failure is reported with the engine's log.
-An engine that dies unexpectedly is restarted with backoff, a bounded number of times.
+An engine that dies unexpectedly is restarted with backoff, a bounded number of times; a
+switch asked for during a backoff replaces the restart.
+
+All of it lives in one immutable `EngineStatus` (status.py), replaced whole under `_lock`;
+`_busy` is held only while the engine is being loaded or stopped.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -29,6 +34,8 @@ from ..errors import (
 from ..state import StateDB
 from ..store import ModelStore, validate_model_id
 from .base import EngineDriver, EngineState
+from .diagnosis import diagnose
+from .status import EngineStatus, Failure, FailureKind, PendingRestart
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +44,13 @@ LOG_TAIL_LINES = 40
 #: this on average after the engine is ready (bench/switch.py); the question is two
 #: loopback GETs, refused at once while the engine is not listening yet.
 LOAD_POLL_SECONDS = 0.05
+#: How long a switch waits for the engine held by something brief (a health check) before
+#: it answers 409; a load in progress is answered at once.
+BUSY_WAIT_SECONDS = 2.0
 
 
 class LoadFailed(Exception):
     """The engine did not come up serving the model; the message says why."""
-
-
-@dataclass
-class Failure:
-    model_id: str
-    reason: str
-    log_tail: list[str]
-    at: float = field(default_factory=time.time)
 
 
 class Traffic:
@@ -75,6 +77,14 @@ class Traffic:
         return self.in_flight == 0
 
 
+class SwitchOutcome(StrEnum):
+    """What a switch request did: the API answers 200 for the first two, 202 for the last."""
+
+    ALREADY_SERVING = "already_serving"
+    ALREADY_LOADING = "already_loading"
+    SWITCHING = "switching"
+
+
 class EngineSupervisor:
     def __init__(
         self, settings: Settings, state: StateDB, store: ModelStore, driver: EngineDriver
@@ -83,16 +93,8 @@ class EngineSupervisor:
         self.db = state
         self.store = store
         self.driver = driver
-        self._lock = threading.RLock()
-        self._state = EngineState.STOPPED
-        self._model: str | None = None  # what the engine serves (when ready)
-        self._loading: str | None = None  # what it is loading
-        self._loading_since: float | None = None
-        self._phase = ""
-        self._message = "No model is active yet."
-        self._failure: Failure | None = None
-        self._switch_failed = False
-        self._restarts = 0
+        self._lock = threading.Lock()  # guards replacing `_status`
+        self._status = EngineStatus()
         self._busy = threading.Lock()  # held by whoever is loading or stopping the engine
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -102,46 +104,39 @@ class EngineSupervisor:
     # -- what clients see ------------------------------------------------------------------
 
     @property
+    def current(self) -> EngineStatus:
+        """The status now: one immutable value, safe to read field by field."""
+        return self._status
+
+    @property
     def state(self) -> EngineState:
-        return self._state
+        return self._status.state
 
     @property
     def restarts(self) -> int:
-        return self._restarts
+        return self._status.restarts
 
     @property
     def model(self) -> str | None:
         """The model the engine serves right now (None unless ready)."""
-        return self._model if self._state == EngineState.READY else None
+        return self._status.serving
 
     def status(self) -> dict[str, Any]:
+        return self._status.to_api(engine=self.driver.name, active_model=self.db.active_model)
+
+    def dismiss_failure(self) -> bool:
+        """Forget the last failure (the person has read it); False if there was none."""
         with self._lock:
-            failure = self._failure
-            reported = self._state
-            if self._switch_failed and self._state == EngineState.READY:
-                reported = EngineState.FAILED  # the switch failed; the previous model serves
-            body: dict[str, Any] = {
-                "status": str(reported),
-                "engine_state": str(self._state),
-                "engine": self.driver.name,
-                "model_loaded": self._state == EngineState.READY,
-                "current_model": self.db.active_model,
-                "serving_model": self.model,
-                "loading_model": self._loading,
-                "message": self._message,
-                "restarts": self._restarts,
-            }
-            if self._loading_since is not None:
-                body["loading"] = {
-                    "model": self._loading,
-                    "phase": self._phase,
-                    "elapsed_seconds": round(time.monotonic() - self._loading_since, 1),
-                }
-            if failure is not None:
-                body["error"] = failure.reason
-                body["failed_model"] = failure.model_id
-                body["log_tail"] = failure.log_tail
-            return body
+            had = self._status.failure is not None
+            self._status = replace(self._status, failure=None, switch_failed=False)
+        return had
+
+    def forget(self, model_id: str) -> None:
+        """`model_id` was deleted: a failure about it no longer helps anyone."""
+        with self._lock:
+            failure = self._status.failure
+            if failure is not None and failure.model_id == model_id:
+                self._status = replace(self._status, failure=None, switch_failed=False)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -152,9 +147,13 @@ class EngineSupervisor:
         if not self.driver.manages_models:
             self._spawn(self._attach_external)
         elif active is None:
-            self._set(EngineState.STOPPED, "No model is active: POST /api/switch-model.")
+            self._settle(
+                EngineState.STOPPED,
+                "No model is active: switch to one (`talktuah use ORG/NAME`, or "
+                "POST /api/switch-model?model_id=ORG/NAME).",
+            )
         elif not self._downloaded(active):
-            self._set(
+            self._settle(
                 EngineState.STOPPED,
                 f"The active model {active} is not downloaded: "
                 f"POST /api/download-model?model_id={active}&auto=true, then switch to it.",
@@ -168,7 +167,7 @@ class EngineSupervisor:
         self._stop.set()
         with self._busy:
             self._stop_engine()
-            self._set(EngineState.STOPPED, "TalkTuah is shutting down.")
+            self._settle(EngineState.STOPPED, "TalkTuah is shutting down.", restart=None)
         if self._monitor is not None:
             self._monitor.join(5)
         self._http.close()
@@ -177,12 +176,15 @@ class EngineSupervisor:
         """Stop serving (the active model was deleted, say)."""
         with self._busy:
             self._stop_engine()
-            with self._lock:
-                self._model = None
-                self._set(EngineState.STOPPED, reason)
+            self._settle(EngineState.STOPPED, reason, restart=None)
 
-    def switch(self, model_id: str) -> None:
-        """Start loading `model_id` in the background; raise at once if it cannot be tried."""
+    def switch(self, model_id: str, *, force: bool = False) -> SwitchOutcome:
+        """Start loading `model_id` in the background; raise at once if it cannot be tried.
+
+        Asking for the model that serves (or is loading) is answered at once and loads
+        nothing — clients such as the n8n example ask on every run — unless `force`. A
+        restart waiting out its backoff does not hold the engine: the switch replaces it.
+        """
         validate_model_id(model_id)
         if not self.driver.manages_models:
             raise SwitchNotSupportedError(
@@ -196,22 +198,54 @@ class EngineSupervisor:
                 f"{model_id} is not completely downloaded. Wait for its download "
                 "(GET /api/download-progress?model_id=...) or download it again."
             )
-        if not self._busy.acquire(blocking=False):
-            raise SwitchInProgressError(
-                f"A switch to {self._loading} is already running. Wait for it "
-                "(GET /api/model-loading-status), then switch again."
-            )
-        previous = self._model if self._state == EngineState.READY else None
+        already = None if force else self._already(model_id)
+        if already is not None:
+            return already
+        # Only loads and stops hold the engine for long; a health check holds it for an
+        # instant, which a switch waits out rather than answer 409.
+        wait = 0 if self._status.state == EngineState.LOADING else BUSY_WAIT_SECONDS
+        if not self._busy.acquire(timeout=wait):
+            raise SwitchInProgressError(self._busy_message())
+        already = None if force else self._already(model_id)
+        if already is not None:  # a restart brought it back while we waited
+            self._busy.release()
+            return already
         with self._lock:
-            self._switch_failed = False
-            self._loading = model_id
-            self._loading_since = time.monotonic()
-            self._phase = "queued"
-            self._state = EngineState.LOADING
-            self._message = f"Switching to {model_id}."
+            now = self._status
+            previous = now.serving if now.state == EngineState.READY else None
+            self._status = replace(
+                now.loading_model(model_id, f"Switching to {model_id}."),
+                loading_since=time.monotonic(),
+                phase="queued",
+                switch_failed=False,
+            )
         self._spawn(lambda: self._switch(model_id, previous, locked=True))
+        return SwitchOutcome.SWITCHING
 
     # -- internals -------------------------------------------------------------------------
+
+    def _already(self, model_id: str) -> SwitchOutcome | None:
+        """Whether a switch to `model_id` has nothing to do."""
+        with self._lock:
+            now = self._status
+            if now.state == EngineState.READY and now.serving == model_id:
+                # The request succeeded: an old failed switch is no longer its outcome.
+                self._status = replace(now, switch_failed=False)
+                return SwitchOutcome.ALREADY_SERVING
+            if now.state == EngineState.LOADING and now.loading == model_id:
+                return SwitchOutcome.ALREADY_LOADING
+        return None
+
+    def _busy_message(self) -> str:
+        now = self._status
+        if now.state == EngineState.LOADING and now.loading is not None:
+            what = f"The engine is loading {now.loading}"
+        else:
+            what = "The engine is being stopped"
+        return (
+            f"{what}; one switch at a time. Wait until it is done (GET "
+            "/api/model-loading-status), then switch again."
+        )
 
     def _spawn(self, target: Any) -> None:
         threading.Thread(target=target, name="engine-switch", daemon=True).start()
@@ -222,14 +256,21 @@ class EngineSupervisor:
         except ModelNotFoundError:
             return False
 
-    def _set(self, state: EngineState, message: str) -> None:
+    def _update(self, **changes: Any) -> None:
         with self._lock:
-            self._state = state
-            self._message = message
-            if state != EngineState.LOADING:
-                self._loading = None
-                self._loading_since = None
-                self._phase = ""
+            self._status = replace(self._status, **changes)
+
+    def _settle(
+        self, state: EngineState, message: str, serving: str | None = None, **changes: Any
+    ) -> None:
+        with self._lock:
+            self._status = replace(self._status.settled(state, message, serving), **changes)
+
+    def _failure(self, model_id: str, reason: str, kind: FailureKind) -> Failure:
+        """What went wrong, with the engine's log read now (before the engine is stopped)."""
+        tail = self.driver.log_tail(LOG_TAIL_LINES)
+        found = diagnose(tail, reason, engine=self.driver.name, model_id=model_id)
+        return Failure(model_id, reason, tuple(tail), found.cause, found.hint, kind)
 
     def _switch(self, model_id: str, previous: str | None, locked: bool = False) -> None:
         if not locked:
@@ -240,51 +281,56 @@ class EngineSupervisor:
             except LoadFailed as exc:
                 self._on_load_failure(model_id, previous, str(exc))
                 return
-            with self._lock:
-                self._model = model_id
-                self._failure = None
-                self._switch_failed = False
-                self._restarts = 0
-                self.db.active_model = model_id
-                self._set(EngineState.READY, f"{model_id} is loaded and serving.")
+            self.db.active_model = model_id
+            self._settle(
+                EngineState.READY,
+                f"{model_id} is loaded and serving.",
+                serving=model_id,
+                failure=None,
+                switch_failed=False,
+                restarts=0,
+            )
         finally:
             self._busy.release()
 
     def _on_load_failure(self, model_id: str, previous: str | None, reason: str) -> None:
-        tail = self.driver.log_tail(LOG_TAIL_LINES)
+        rollback = previous is not None and previous != model_id
+        failure = self._failure(
+            model_id, reason, FailureKind.SWITCH if rollback else FailureKind.LOAD
+        )
         self._stop_engine()
         logger.error("engine failed to load %s: %s", model_id, reason)
-        with self._lock:
-            self._failure = Failure(model_id, reason, tail)
-            self._model = None
-        if previous is None or previous == model_id:
-            self._set(EngineState.FAILED, f"{model_id} failed to load: {reason}")
+        if previous is None or not rollback:
+            self._settle(
+                EngineState.FAILED, f"{model_id} failed to load: {failure.cause}", failure=failure
+            )
             return
+        self._update(failure=failure)
         try:
             self._load(previous)
         except LoadFailed as exc:
-            self._set(
+            self._settle(
                 EngineState.FAILED,
-                f"{model_id} failed to load ({reason}); restoring {previous} failed too: {exc}",
+                f"{model_id} failed to load ({failure.cause}); restoring {previous} failed "
+                f"too: {exc}",
+                failure=replace(failure, kind=FailureKind.LOAD),
             )
             return
-        with self._lock:
-            self._model = previous
-            self._switch_failed = True
-            self._set(
-                EngineState.READY,
-                f"{model_id} failed to load: {reason}. {previous} was restored and serves.",
-            )
+        self._settle(
+            EngineState.READY,
+            f"{previous} was restored and serves; {model_id} failed to load: {failure.cause}",
+            serving=previous,
+            switch_failed=True,
+        )
 
     def _load(self, model_id: str) -> None:
-        """Start the engine with `model_id` and wait until it serves it, or raise LoadFailed."""
+        """Start the engine with `model_id` and wait until it serves it, or raise LoadFailed.
+
+        The phase is "starting engine" until the process answers HTTP at all, then
+        "loading weights" until its model list names the model.
+        """
         with self._lock:
-            self._state = EngineState.LOADING
-            self._loading = model_id
-            self._loading_since = self._loading_since or time.monotonic()
-            self._phase = "starting engine"
-            self._message = f"Loading {model_id}."
-            self._model = None
+            self._status = self._status.loading_model(model_id, f"Loading {model_id}.")
         self._stop_engine()  # the one serving now, if any: a switch starts a new process
         try:
             self.driver.start(model_id)
@@ -293,14 +339,18 @@ class EngineSupervisor:
         except OSError as exc:
             raise LoadFailed(f"cannot start the engine: {exc}") from exc
         deadline = time.monotonic() + self.settings.engine_start_timeout
-        self._phase = "loading weights"
+        answered = False
         while time.monotonic() < deadline:
             if self._stop.is_set():
                 raise LoadFailed("TalkTuah is shutting down")
             if not self.driver.running():
                 raise LoadFailed("the engine process exited while loading")
-            if self._serves(model_id):
+            serves = self._serves(model_id)
+            if serves:
                 return
+            if serves is False and not answered:
+                answered = True
+                self._update(phase="loading weights")
             time.sleep(LOAD_POLL_SECONDS)
         raise LoadFailed(
             f"not serving after {self.settings.engine_start_timeout:.0f} s "
@@ -310,10 +360,15 @@ class EngineSupervisor:
     def _stop_engine(self) -> None:
         self.driver.stop(idle=self.traffic.idle)
 
-    def _serves(self, model_id: str) -> bool:
-        """Healthy, and its model list names the model (the engine finished loading it)."""
+    def _serves(self, model_id: str) -> bool | None:
+        """True once healthy with the model listed (it finished loading it); False while it
+        answers without that; None while nothing answers yet."""
         try:
-            if self._http.get(self.driver.health_url).status_code != 200:
+            health = self._http.get(self.driver.health_url)
+        except httpx.HTTPError:
+            return None
+        try:
+            if health.status_code != 200:
                 return False
             listed = self._http.get(f"{self.driver.base_url}/v1/models").json()
         except (httpx.HTTPError, ValueError):
@@ -325,12 +380,13 @@ class EngineSupervisor:
     def _attach_external(self) -> None:
         with self._busy:
             if self._healthy():
-                model = self._first_model()
-                with self._lock:
-                    self._model = model
-                    self._set(EngineState.READY, f"External engine at {self.driver.base_url}.")
+                self._settle(
+                    EngineState.READY,
+                    f"External engine at {self.driver.base_url}.",
+                    serving=self._first_model(),
+                )
             else:
-                self._set(
+                self._settle(
                     EngineState.FAILED,
                     f"The external engine at {self.driver.base_url} does not answer; check "
                     "TALKTUAH_ENGINE_URL.",
@@ -349,9 +405,20 @@ class EngineSupervisor:
         except httpx.HTTPError:
             return False
 
+    def _next_check(self) -> float:
+        """Seconds until the monitor looks again: the health interval, or a restart's due."""
+        interval = self.settings.engine_health_interval
+        pending = self._status.restart
+        if pending is not None:
+            interval = min(interval, max(0.0, pending.due - time.monotonic()))
+        return interval
+
     def _watch(self) -> None:
-        """Health polling; restarts a dead engine with backoff, up to the configured limit."""
-        while not self._stop.wait(self.settings.engine_health_interval):
+        """Health polling; restarts a dead engine with backoff, up to the configured limit.
+
+        The backoff is waited out without holding the engine, so a switch may come first.
+        """
+        while not self._stop.wait(self._next_check()):
             if not self._busy.acquire(blocking=False):
                 continue  # a switch or restart is under way
             try:
@@ -362,58 +429,87 @@ class EngineSupervisor:
                 self._busy.release()
 
     def _check(self) -> None:
+        now = self._status
         if not self.driver.manages_models:
-            if self._state != EngineState.READY and self._healthy():
-                self._model = self._first_model()
-                self._set(EngineState.READY, f"External engine at {self.driver.base_url}.")
-            elif self._state == EngineState.READY and not self._healthy():
-                self._set(EngineState.FAILED, f"External engine at {self.driver.base_url} is down.")
-            return
-        if self._state == EngineState.READY and not self.driver.running():
-            model = self._model
-            assert model is not None
-            tail = self.driver.log_tail(LOG_TAIL_LINES)
-            with self._lock:
-                self._failure = Failure(model, "the engine process died", tail)
-                self._model = None
-                self._set(EngineState.FAILED, f"The engine serving {model} died unexpectedly.")
-            self._restart(model)
-
-    def _restart(self, model_id: str) -> None:
-        while self._restarts < self.settings.engine_restart_limit and not self._stop.is_set():
-            self._restarts += 1
-            delay = self.settings.engine_restart_backoff * 2 ** (self._restarts - 1)
-            logger.warning(
-                "restarting the engine for %s in %.1fs (attempt %d of %d)",
-                model_id, delay, self._restarts, self.settings.engine_restart_limit,
-            )  # fmt: skip
-            if self._stop.wait(delay):
-                return
-            try:
-                self._load(model_id)
-            except LoadFailed as exc:
-                tail = self.driver.log_tail(LOG_TAIL_LINES)
-                self._stop_engine()
-                with self._lock:
-                    self._failure = Failure(model_id, str(exc), tail)
-                    self._set(EngineState.FAILED, f"Restarting {model_id} failed: {exc}")
-                continue
-            with self._lock:
-                self._model = model_id
-                self._set(
+            if now.state != EngineState.READY and self._healthy():
+                self._settle(
                     EngineState.READY,
-                    f"{model_id} is serving again after a restart ({self._restarts} so far).",
+                    f"External engine at {self.driver.base_url}.",
+                    serving=self._first_model(),
+                )
+            elif now.state == EngineState.READY and not self._healthy():
+                self._settle(
+                    EngineState.FAILED, f"External engine at {self.driver.base_url} is down."
                 )
             return
-        self._set(
-            EngineState.FAILED,
-            f"The engine for {model_id} kept failing; gave up after "
-            f"{self.settings.engine_restart_limit} restarts. POST /api/switch-model to retry.",
+        if now.restart is not None:
+            if time.monotonic() >= now.restart.due:
+                self._restart(now.restart)
+            return
+        if now.state == EngineState.READY and not self.driver.running():
+            model = now.serving
+            assert model is not None
+            failure = self._failure(model, "the engine process died", FailureKind.CRASH)
+            self._settle(
+                EngineState.FAILED,
+                f"The engine serving {model} died unexpectedly.",
+                failure=failure,
+                switch_failed=False,
+            )
+            self._schedule_restart(model)
+
+    def _schedule_restart(self, model_id: str) -> None:
+        """Plan the next restart after its backoff, or give up past the limit."""
+        now = self._status
+        limit = self.settings.engine_restart_limit
+        if now.restarts >= limit or self._stop.is_set():
+            self._update(
+                restart=None,
+                message=f"The engine for {model_id} kept failing; gave up after {limit} "
+                f"restarts. Switch to a model to retry (`talktuah use {model_id}`, or "
+                f"POST /api/switch-model?model_id={model_id}).",
+            )
+            return
+        attempt = now.restarts + 1
+        delay = self.settings.engine_restart_backoff * 2 ** (attempt - 1)
+        logger.warning(
+            "restarting the engine for %s in %.1fs (attempt %d of %d)",
+            model_id, delay, attempt, limit,
+        )  # fmt: skip
+        pending = PendingRestart(
+            model_id, attempt, limit, at=time.time() + delay, due=time.monotonic() + delay
+        )
+        self._update(
+            restarts=attempt,
+            restart=pending,
+            message=f"{now.message} Restarting {model_id} in {delay:.0f} s (attempt {attempt} "
+            f"of {limit}); a switch to any model replaces the restart.",
+        )
+
+    def _restart(self, pending: PendingRestart) -> None:
+        model_id = pending.model_id
+        try:
+            self._load(model_id)
+        except LoadFailed as exc:
+            failure = self._failure(model_id, str(exc), FailureKind.RESTART)
+            self._stop_engine()
+            self._settle(
+                EngineState.FAILED,
+                f"Restarting {model_id} failed: {failure.cause}.",
+                failure=failure,
+                switch_failed=False,
+            )
+            self._schedule_restart(model_id)
+            return
+        self._settle(
+            EngineState.READY,
+            f"{model_id} is serving again after a restart ({pending.attempt} so far).",
+            serving=model_id,
         )
 
     async def wait_ready(self, timeout: float) -> bool:
         """For the proxy: wait (without blocking the loop) while the engine is loading."""
         deadline = time.monotonic() + timeout
-        while self._state == EngineState.LOADING and time.monotonic() < deadline:
+        while self._status.state == EngineState.LOADING and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        return self._state == EngineState.READY
+        return self._status.state == EngineState.READY

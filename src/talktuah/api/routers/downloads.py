@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from ...downloads.instructions import manual_instructions
 from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
+from ...engine.supervisor import SwitchOutcome
 from ...keys import Principal, Scope
 from ...model_ref import resolve_model_and_revision
 from ...store import validate_model_id
@@ -78,14 +79,18 @@ def download_model(
         )
     )
     if outcome.already_complete:
-        if activate:
-            services.activate(model_id)
+        message = f"{model_id} is already downloaded; nothing to do."
+        if activate and services.activate(model_id) == SwitchOutcome.ALREADY_SERVING:
+            message = f"{model_id} is already downloaded and serving; nothing to do."
+        elif activate:
+            message = f"{model_id} is already downloaded; switching to it."
         return {
             "status": "complete",
-            "message": f"{model_id} is already downloaded; nothing to do.",
+            "message": message,
             "model_id": model_id,
             "job_id": None,
-            "info": "GET /api/models/local lists it.",
+            "info": "GET /api/models/local lists it; GET /api/model-loading-status shows the "
+            "switch.",
         }
     job = outcome.job
     assert job is not None

@@ -63,6 +63,7 @@ def delete_model(
 ) -> dict[str, Any]:
     model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
     deleted = services.store.delete(model_id, force=force)
+    services.engine.forget(model_id)
     if deleted.was_active and services.engine.driver.manages_models:
         services.engine.unload(f"The active model {model_id} was deleted.")
     message = f"Successfully deleted {model_id} ({deleted.size_mb} MB freed)"
