@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from talktuah.sizes import format_bytes
+
 from ..conftest import API_KEY
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess, free_port
@@ -47,7 +49,7 @@ def test_pull_downloads_and_reports(server: TalkTuahProcess, hub: Hub) -> None:
     done = pull(server.url, "org/pulled", "--activate")
     assert done.returncode == 0, done.stderr
     total = sum(len(b) for b in files.values())
-    assert f"org/pulled downloaded ({total} bytes, {len(files)} files)." in done.stderr
+    assert f"org/pulled downloaded ({format_bytes(total)}, {len(files)} files)." in done.stderr
     with server.client() as client:
         status = client.get("/api/model-status").json()
     assert status["downloaded_models"] == ["org/pulled"]
@@ -59,10 +61,11 @@ def test_pull_downloads_and_reports(server: TalkTuahProcess, hub: Hub) -> None:
 def test_pull_errors_are_messages_not_tracebacks(server: TalkTuahProcess, hub: Hub) -> None:
     missing = pull(server.url, "org/nowhere")
     assert missing.returncode == 1
-    assert "404: org/nowhere was not found on the Hub" in missing.stderr
+    assert "org/nowhere was not found on the Hub" in missing.stderr
     assert "Traceback" not in missing.stderr
     denied = pull(server.url, "org/nowhere", key="wrong-key-0123456789abc")
-    assert denied.returncode == 1 and "401: Invalid API key" in denied.stderr
+    assert denied.returncode == 1 and "refused the API key" in denied.stderr
+    assert "`talktuah key`" in denied.stderr and "Traceback" not in denied.stderr
 
 
 def test_pull_without_a_server_says_how_to_start_one() -> None:

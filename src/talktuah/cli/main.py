@@ -17,9 +17,9 @@ from ..security import check_exposure, resolve_api_key, weakness
 from .chat import chat_app
 from .keys import key_app
 from .models import models_app
-from .output import console
+from .output import CliApp, console
 
-app = typer.Typer(
+app = CliApp(
     name="talktuah",
     help="Self-hosted LLM server: model lifecycle API and OpenAI-compatible proxy.",
     no_args_is_help=True,
@@ -28,6 +28,24 @@ app = typer.Typer(
 app.add_typer(key_app, name="key")
 app.add_typer(models_app)
 app.add_typer(chat_app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version, exit"
+        ),
+    ] = False,
+) -> None:
+    """Self-hosted LLM server: model lifecycle API and OpenAI-compatible proxy."""
 
 
 @app.command()
