@@ -6,7 +6,8 @@ TalkTuahError
 ├── InvalidCallbackUrlError    a callback_url we will not call         -> 422
 ├── InvalidParameterError      control characters / over-long text     -> 422
 ├── ModelNotFoundError         not in the models dir                   -> 404
-│   └── HubNotFoundError       no such repo / revision on the Hub      -> 404
+│   ├── HubNotFoundError       no such repo / revision on the Hub      -> 404
+│   └── UnknownQuantError      no such quantization in a GGUF repo     -> 404
 ├── JobNotFoundError           no download job with that id            -> 404
 ├── ModelInUseError            the active model, delete without force  -> 400
 ├── ModelBusyError             a download of it is running             -> 409
@@ -39,6 +40,11 @@ The HTTP mapping lives in one place, `api/errors.py`; routers never build error 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .sizes import format_bytes
 
 
 class TalkTuahError(Exception):
@@ -89,6 +95,32 @@ class PortUnavailableError(TalkTuahError, OSError):
 
 class HubNotFoundError(ModelNotFoundError):
     """The Hub has no such repo, revision or file (or hides a private one from us)."""
+
+
+class UnknownQuantError(ModelNotFoundError):
+    """`org/repo:TAG` names a quantization the GGUF repo does not have (or the repo has no
+    GGUF model file at all); the message lists what it has, with sizes."""
+
+    def __init__(self, repo_id: str, tag: str | None, available: Sequence[Any]) -> None:
+        self.repo_id = repo_id
+        self.tag = tag
+        self.available = [q.tag for q in available]
+        if not available:
+            message = (
+                f"{repo_id} has no GGUF model file (only projectors, imatrix or draft files, "
+                "or none at all). Pull a repo with a .gguf model, or drop the ':TAG' to pull "
+                "a safetensors model."
+            )
+        else:
+            listed = ", ".join(
+                f"{q.tag} ({format_bytes(q.size)})" if q.size is not None else q.tag
+                for q in available
+            )
+            message = (
+                f"{repo_id} has no quantization {tag!r}. Available: {listed}. "
+                f"Pull one of them, e.g. {repo_id}:{available[0].tag}."
+            )
+        super().__init__(message)
 
 
 class JobNotFoundError(TalkTuahError, LookupError):
