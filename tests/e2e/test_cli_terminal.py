@@ -46,7 +46,11 @@ def downloads_server(home: Path, hub: Hub) -> Iterator[TalkTuahProcess]:
 @pytest.fixture
 def chat_server(home: Path) -> Iterator[TalkTuahProcess]:
     install_in_cache(home / "models" / "hub", "org/a", MODEL_FILES)
-    env = {"DEFAULT_MODEL": "org/a", "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE)}
+    env = {
+        "DEFAULT_MODEL": "org/a",
+        "TALKTUAH_ENGINE": "transformers",  # the driver the stand-in engine speaks for
+        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
+    }
     proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
     proc.start()
     proc.wait_engine("org/a")
@@ -160,3 +164,37 @@ def test_wrong_key_and_no_server_are_one_line(chat_server: TalkTuahProcess, case
         lines = [line for line in term.text().splitlines() if line.strip()]
         assert len(lines) <= 2 and expected in " ".join(lines), lines  # 80 columns may wrap
         assert "Traceback" not in term.text()
+
+
+def test_rm_says_before_asking_that_the_model_is_active(chat_server: TalkTuahProcess) -> None:
+    term = Terminal("rm", "org/a", env=cli_env(chat_server.url))
+    assert term.wait(30) == 1
+    screen = term.text()
+    assert "org/a is the active model: `talktuah rm org/a --force`" in screen, screen
+    assert "[y/N]" not in screen  # refused before any question
+    forced = Terminal("rm", "org/a", "--force", env=cli_env(chat_server.url))
+    try:
+        forced.expect("the active model: the engine stops serving it? [y/N]")
+        forced.press("n\r")
+        assert forced.wait(15) == 1
+    finally:
+        forced.close()
+    assert "Nothing deleted" in forced.text()
+
+
+def test_key_revoke_accepts_a_unique_name(chat_server: TalkTuahProcess) -> None:
+    env = cli_env(chat_server.url)
+    with chat_server.client() as client:
+        for name in ("n8n", "dup", "dup"):
+            body = {"name": name, "scopes": ["infer"]}
+            assert client.post("/api/keys", json=body).status_code in (200, 201)
+    ambiguous = Terminal("key", "revoke", "dup", env=env)
+    assert ambiguous.wait(30) == 1
+    assert "2 keys are named dup; revoke one by id" in ambiguous.text(), ambiguous.text()
+    revoked = Terminal("key", "revoke", "n8n", env=env)
+    assert revoked.wait(30) == 0 and "Revoked" in revoked.text(), revoked.text()
+    listed = Terminal("key", "ls", env=env)
+    assert listed.wait(30) == 0
+    with chat_server.client() as client:
+        ids = [k["id"] for k in client.get("/api/keys").json()["keys"]]
+    assert all(key_id in listed.text() for key_id in ids), listed.text()  # 80 columns
