@@ -69,6 +69,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_hub: Hub) -> Iterator
         "HF_ENDPOINT": ui_hub.url,
         "HF_HOME": str(root / "server-hf-home"),
         **FAST_DOWNLOADS,
+        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
         "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
         "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
         "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
@@ -84,6 +85,7 @@ def failing_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
     install_in_cache(home / "models" / "hub", "org/broken", _model_files("org/broken"))
     env = {
         "HF_HOME": str(tmp_path / "failing-hf-home"),
+        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
         "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
         "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
         "FAKE_ENGINE_FAIL": "the weights of org/broken are corrupt",

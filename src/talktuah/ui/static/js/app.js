@@ -3,7 +3,7 @@ import { ApiError, get, onUnauthorized, setKey } from "./api.js";
 import { createChat } from "./chat.js";
 import { $, h, setText } from "./dom.js";
 import { createDownloads } from "./downloads.js";
-import { createEngine } from "./engine.js";
+import { createEngine, engineState } from "./engine.js";
 import { createModels } from "./models.js";
 
 const STORAGE_KEY = "talktuah.apiKey";
@@ -69,7 +69,7 @@ const ctx = {
 
 const models = createModels(ctx);
 const downloads = createDownloads(ctx);
-const engine = createEngine();
+const engine = createEngine(ctx);
 const chat = createChat(ctx);
 
 // -- tabs -------------------------------------------------------------------------------
@@ -117,14 +117,23 @@ function applyEngineStatus(status) {
     lastStatus.serving_model !== status.serving_model;
   lastStatus = status;
   const pill = $("#engine-pill");
-  pill.dataset.state = status.status;
-  const model =
-    status.serving_model || status.loading_model || status.current_model || status.failed_model;
-  const label = model ? `${status.status} · ${model}` : status.status;
+  const state = engineState(status);
+  pill.dataset.state = state;
+  const label = pillLabel(state, status);
   setText($("#engine-pill-label"), label);
   pill.setAttribute("aria-label", `Engine ${label}. Show engine details.`);
   engine.renderStatus(status);
   if (changed) chat.engineChanged(status, currentTab === "chat");
+}
+
+/** What serves now, never a model that was deleted or that failed while another serves. */
+function pillLabel(state, status) {
+  if (state === "ready") return `ready · ${status.serving_model}`;
+  if (state === "loading") return `loading · ${status.loading_model}`;
+  if (state === "restarting") return `restarting · ${status.restart_pending.model}`;
+  const model = status.current_model || (status.last_failure && status.last_failure.model);
+  if (state === "stopped" && !status.current_model) return "no model active";
+  return model ? `${state} · ${model}` : state;
 }
 
 async function pollEngine() {
@@ -153,7 +162,7 @@ async function pollEngine() {
   }
   if (!signedIn) return;
   clearTimeout(engineTimer);
-  const loading = lastStatus && lastStatus.engine_state === "loading";
+  const loading = lastStatus && (lastStatus.engine_state === "loading" || lastStatus.restart_pending);
   const delay = pollAgain ? 0 : loading ? ENGINE_POLL_LOADING_MS : ENGINE_POLL_MS;
   pollAgain = false;
   engineTimer = setTimeout(pollEngine, delay);

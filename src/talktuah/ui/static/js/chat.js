@@ -19,10 +19,13 @@ export function createChat(ctx) {
   async function loadModels() {
     const status = ctx.lastEngineStatus();
     if (status && status.engine_state !== "ready") {
-      const loading = status.engine_state === "loading";
-      const why = loading ? "The engine is loading a model…" : "No model is serving.";
-      fillPicker([], why);
-      setText(note, "Switch to a model in the Models tab, then chat here.");
+      if (status.engine_state === "loading") {
+        fillPicker([], `Loading ${status.loading_model}…`);
+        setText(note, `Loading ${status.loading_model}… The chat opens as soon as it serves.`);
+      } else {
+        fillPicker([], "No model is serving.");
+        setText(note, "Switch to a model in the Models tab, then chat here.");
+      }
       loadedFor = null;
       return;
     }
@@ -170,7 +173,7 @@ export function createChat(ctx) {
     /** The engine's state changed: reload the picker if what it serves changed. */
     engineChanged(status, visible) {
       const serving = status.engine_state === "ready" ? status.serving_model : null;
-      if (visible && serving !== loadedFor) loadModels();
+      if (visible && (serving !== loadedFor || status.engine_state === "loading")) loadModels();
     },
     reset() {
       if (controller) controller.abort();

@@ -90,6 +90,22 @@ export function formatTime(iso) {
 
 export const shortSha = (sha) => (sha ? String(sha).slice(0, 8) : "—");
 
+/**
+ * A model id that may wrap only after its "/": "org/" and "name" each stay on one line (a
+ * name wider than a phone is cut with "…"; the title has it whole). `overflow-wrap: anywhere`
+ * would otherwise break "Qwen2.5-0.5B-Instruct" wherever the line ends.
+ */
+export function modelName(id, attrs = {}) {
+  const text = String(id ?? "");
+  const slash = text.indexOf("/");
+  const parts = slash < 0 ? [text] : [text.slice(0, slash + 1), text.slice(slash + 1)];
+  return h(
+    "span",
+    { ...attrs, class: ["mid", attrs.class].filter(Boolean).join(" "), title: text },
+    parts.map((part) => h("span", { class: "mid-part" }, part)),
+  );
+}
+
 /** A coloured status label; `tone` picks the colour (ok, warn, bad, info, muted). */
 export function badge(text, tone = "muted", attrs = {}) {
   return h("span", { class: `badge badge-${tone}`, ...attrs }, text);
@@ -101,6 +117,7 @@ export const TONES = {
   complete: "ok",
   ok: "ok",
   loading: "info",
+  restarting: "warn",
   downloading: "info",
   queued: "info",
   switching: "info",

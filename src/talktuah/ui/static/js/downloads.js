@@ -1,7 +1,8 @@
 // Downloads: every job with a live progress bar fed by the SSE events endpoint, and cancel.
 import { get, request, streamEvents } from "./api.js";
 import {
-  $, badge, formatBytes, formatDuration, formatSpeed, formatTime, h, replace, setText, toneFor,
+  $, badge, formatBytes, formatDuration, formatSpeed, formatTime, h, modelName, replace, setText,
+  toneFor,
 } from "./dom.js";
 
 const POLL_MS = 5000;
@@ -121,7 +122,7 @@ export function createDownloads(ctx) {
     const p = card.parts;
     const live = LIVE.has(job.status);
     const pct = Math.max(0, Math.min(100, Number(job.progress) || 0));
-    setText(p.title, job.model_id);
+    if (p.title.textContent !== job.model_id) replace(p.title, modelName(job.model_id));
     setText(p.sub, ` @ ${job.revision || "main"} · job ${job.job_id}`);
     if (p.badge.dataset.status !== job.status) {
       p.badge.dataset.status = job.status;

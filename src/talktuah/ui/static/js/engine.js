@@ -1,13 +1,35 @@
 // Engine: the supervisor's state (GET /api/model-loading-status) and health (GET /api/healthz).
-import { get } from "./api.js";
-import { $, badge, formatDuration, h, replace, setText, toneFor } from "./dom.js";
+// The state card says what serves now; the last failure is a notice of its own, kept until
+// dismissed (POST /api/engine/dismiss-failure), so a rolled-back switch never reads "failed".
+import { get, request } from "./api.js";
+import { $, badge, formatDuration, formatTime, h, modelName, replace, setText, toneFor } from "./dom.js";
 
-export function createEngine() {
+/** What the engine does now, from the fields that say it (not the legacy `status`). */
+export function engineState(status) {
+  if (status.engine_state === "failed" && status.restart_pending) return "restarting";
+  return status.engine_state || status.status;
+}
+
+const FAILED_HOW = {
+  crash: "The engine serving {model} died",
+  restart: "Restarting {model} failed",
+  switch: "{model} failed to load",
+  load: "{model} failed to load",
+};
+
+/** "Cause: …" first, the hint next, the engine's frames folded (rendered by the caller). */
+export function failureSummary(failure) {
+  const how = (FAILED_HOW[failure.kind] || FAILED_HOW.load).replace("{model}", failure.model);
+  return { title: how, cause: `Cause: ${failure.cause || failure.message}`, hint: failure.hint || "" };
+}
+
+export function createEngine(ctx) {
   const facts = $("#engine-facts");
   const healthFacts = $("#health-facts");
   const failure = $("#engine-failure");
   const error = $("#engine-error");
   let lastLog = null;
+  let dismissedAt = null; // a failure this browser dismissed (when the key may not)
 
   function fact(label, value) {
     const shown = value === null || value === undefined || value === "" ? "—" : value;
@@ -18,7 +40,14 @@ export function createEngine() {
 
   function loadingText(loading) {
     const phase = loading.phase ? ` — ${loading.phase}` : "";
-    return `${loading.model}${phase} (${formatDuration(loading.elapsed_seconds)})`;
+    return [modelName(loading.model), `${phase} (${formatDuration(loading.elapsed_seconds)})`];
+  }
+
+  function restartText(restart) {
+    return [
+      modelName(restart.model),
+      ` in ${formatDuration(restart.seconds_left)} (attempt ${restart.attempt} of ${restart.limit})`,
+    ];
   }
 
   function renderStatus(status) {
@@ -26,30 +55,51 @@ export function createEngine() {
     const key = JSON.stringify(status);
     if (key === lastRendered) return; // keep the DOM (and any text selection) as it is
     lastRendered = key;
-    replace($("#engine-badge"), badge(status.status, toneFor(status.status)));
+    const state = engineState(status);
+    replace($("#engine-badge"), badge(state, toneFor(state)));
     setText($("#engine-message"), status.message || "");
     const loading = status.loading;
+    const restart = status.restart_pending;
     replace(
       facts,
       fact("Engine", status.engine),
-      fact("Engine state", status.engine_state),
-      fact("Active model", status.current_model ? h("code", {}, status.current_model) : null),
-      fact("Serving", status.serving_model ? h("code", {}, status.serving_model) : null),
+      fact("Serving", status.serving_model ? h("code", {}, modelName(status.serving_model)) : "nothing"),
+      fact("Active model", status.current_model ? h("code", {}, modelName(status.current_model)) : "none"),
       loading ? fact("Loading", loadingText(loading)) : null,
+      restart ? fact("Next restart", restartText(restart)) : null,
       fact("Restarts", String(status.restarts ?? 0)),
     );
-    const failed = Boolean(status.error || (status.log_tail && status.log_tail.length));
-    failure.hidden = !failed;
-    if (failed) {
-      const who = status.failed_model ? `${status.failed_model}: ` : "";
-      setText($("#engine-failure-text"), `${who}${status.error || "failed"}`);
-      const log = (status.log_tail || []).join("\n") || "(the engine wrote nothing)";
-      if (log !== lastLog) {
-        lastLog = log;
-        setText($("#engine-log"), log);
-      }
+    renderFailure(status.last_failure);
+  }
+
+  function renderFailure(last) {
+    const shown = Boolean(last) && last.at + last.model !== dismissedAt;
+    failure.hidden = !shown;
+    if (!shown) return;
+    const summary = failureSummary(last);
+    setText($("#engine-failure-text"), `${summary.title} (${formatTime(last.at)}).`);
+    setText($("#engine-failure-cause"), summary.cause);
+    const hint = $("#engine-failure-hint");
+    setText(hint, summary.hint);
+    hint.hidden = !summary.hint;
+    const log = (last.log_tail || []).join("\n") || "(the engine wrote nothing)";
+    if (log !== lastLog) {
+      lastLog = log;
+      setText($("#engine-log"), log);
     }
   }
+
+  $("#engine-failure-dismiss").addEventListener("click", async () => {
+    const last = ctx.lastEngineStatus()?.last_failure;
+    if (last) dismissedAt = last.at + last.model;
+    failure.hidden = true;
+    try {
+      await request("POST", "/api/engine/dismiss-failure");
+    } catch (exc) {
+      if (exc.status !== 403) setText(error, `Could not dismiss it on the server: ${exc.message}`);
+    }
+    ctx.refreshEngine();
+  });
 
   function renderHealth(health) {
     replace($("#health-badge"), badge(health.status, toneFor(health.status)));
@@ -82,6 +132,7 @@ export function createEngine() {
     reset() {
       lastLog = null;
       lastRendered = null;
+      dismissedAt = null;
       replace(facts);
       replace(healthFacts);
       failure.hidden = true;

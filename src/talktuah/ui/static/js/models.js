@@ -1,6 +1,7 @@
 // Models: the local list (size, revision, active, complete), switch, delete, and the pull form.
 import { ApiError, get, request } from "./api.js";
-import { $, badge, formatBytes, formatDuration, h, replace, setText, shortSha } from "./dom.js";
+import { $, badge, formatBytes, formatDuration, h, modelName, replace, setText, shortSha } from "./dom.js";
+import { failureSummary } from "./engine.js";
 
 const SWITCH_POLL_MS = 500;
 
@@ -76,7 +77,7 @@ export function createModels(ctx) {
     return h(
       "tr",
       { dataset: { modelId: model.model_id }, class: model.active ? "is-active" : null },
-      h("th", { scope: "row", class: "model-id", "data-label": "Model" }, model.model_id),
+      h("th", { scope: "row", class: "model-id", "data-label": "Model" }, modelName(model.model_id)),
       h("td", { class: "num", "data-label": "Size" }, h("span", {}, formatBytes(model.size_bytes))),
       h(
         "td",
@@ -133,15 +134,15 @@ export function createModels(ctx) {
     if (status.status === "ready" && status.serving_model === target) {
       showSwitch("ok", `${target} is ready and serving.`);
     } else {
-      const reason = status.error || status.message || `the engine is ${status.status}`;
+      const failure = status.last_failure && status.last_failure.model === target ? status.last_failure : null;
       const still = status.serving_model ? ` ${status.serving_model} still serves.` : "";
-      const text = `${target} failed to load: ${reason.replace(/\.$/, "")}.${still}`;
-      showSwitch("bad", text, false, status.log_tail);
+      const reason = failure ? "" : `: ${(status.message || `the engine is ${status.engine_state}`).replace(/\.$/, "")}`;
+      showSwitch("bad", `${target} failed to load${reason}.${still}`, false, failure);
     }
     refresh();
   }
 
-  function showSwitch(tone, text, spinning = false, logTail = null) {
+  function showSwitch(tone, text, spinning = false, failure = null) {
     if (!spinning) ctx.announce(text); // the box itself is not live: loading ticks would chatter
     switchBox.hidden = false;
     switchBox.className = `notice notice-${tone}`;
@@ -163,15 +164,21 @@ export function createModels(ctx) {
       );
     }
     const nodes = [h("div", { class: "notice-row" }, parts)];
-    if (logTail && logTail.length) {
-      nodes.push(
-        h(
-          "details",
-          { class: "log-details", open: true },
-          h("summary", {}, "Engine log"),
-          h("pre", { class: "log", tabindex: "0" }, logTail.join("\n")),
-        ),
-      );
+    if (failure) {
+      // The cause first; the engine's frames folded away until asked for.
+      const summary = failureSummary(failure);
+      nodes.push(h("p", { class: "failure-cause" }, summary.cause));
+      if (summary.hint) nodes.push(h("p", { class: "failure-hint" }, summary.hint));
+      if (failure.log_tail && failure.log_tail.length) {
+        nodes.push(
+          h(
+            "details",
+            { class: "log-details" },
+            h("summary", {}, "Engine log"),
+            h("pre", { class: "log", tabindex: "0" }, failure.log_tail.join("\n")),
+          ),
+        );
+      }
     }
     replace(switchBox, nodes);
   }
