@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ..sizes import format_bytes, format_speed
+from .engine_view import engine_lines, use_failure_lines
 from .output import console, fail, id_table, model_arg, out, say, server_client
 from .pull import pull
 
@@ -85,6 +86,9 @@ def use(
     force: Annotated[
         bool, typer.Option("--force", metavar="", help="Reload it even if it serves already")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", metavar="", help="Show the engine's log on a failure")
+    ] = False,
 ) -> None:
     """Switch the served model and wait until it is ready (or failed)."""
     model_id = model_arg(model_id).model_id
@@ -117,26 +121,28 @@ def use(
         say(f"{model_id} is serving.")
         return
     console.print("[bold red]failed:[/] ", end="")
-    say(status.get("error") or status["message"])
-    for line in status.get("log_tail") or []:
-        say(f"  {line}")
-    say(status["message"])
+    for line in use_failure_lines(model_id, status, verbose=verbose):
+        say(line)
     raise typer.Exit(1)
 
 
 @models_app.command("ps")
-def processes() -> None:
-    """Engine state, the active model and running downloads."""
+def processes(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", metavar="", help="Show the last failure's engine log")
+    ] = False,
+    dismiss: Annotated[
+        bool, typer.Option("--dismiss", metavar="", help="Clear the last failure's notice")
+    ] = False,
+) -> None:
+    """Engine state, the active model, the last failure and running downloads."""
     with server_client() as client:
+        if dismiss:
+            say(client.request("POST", "/api/engine/dismiss-failure").json()["message"])
         engine = client.request("GET", "/api/model-loading-status").json()
         jobs = client.request("GET", "/api/downloads").json()["downloads"]
-    out.print(
-        f"engine  {engine['engine']}: {engine['engine_state']}"
-        + (f" (restarts {engine['restarts']})" if engine.get("restarts") else ""),
-        markup=False,
-    )
-    out.print(f"active  {engine['current_model'] or '-'}", markup=False)
-    out.print(f"status  {engine['status']}: {engine['message']}", markup=False)
+    for line in engine_lines(engine, verbose=verbose):
+        out.print(line, markup=False)
     live = [j for j in jobs if j["status"] in ("queued", "downloading")]
     if not live:
         out.print("downloads  none running")
