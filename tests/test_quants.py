@@ -157,7 +157,7 @@ def test_unknown_tag_lists_quants_with_sizes() -> None:
     message = str(caught.value)
     assert "'Q3_K_L'" in message
     assert "Q4_K_M (5.0 GiB)" in message and "BF16 (14.0 GiB)" in message
-    assert "org/repo:Q2_K" in message  # ends with an id to pull
+    assert message.endswith("e.g. org/repo:Q4_K_M.")  # ends with an id to pull
     assert caught.value.available == ["Q2_K", "Q4_K_M", "Q8_0", "BF16"]
 
 

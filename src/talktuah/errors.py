@@ -15,6 +15,7 @@ TalkTuahError
 ├── HubAccessError             gated or private, token missing/denied  -> 403
 ├── HubUnavailableError        the Hub failed after retries            -> 502
 ├── InsufficientStorageError   the model does not fit on the disk      -> 507
+│   └── InsufficientMemoryError  ... or in RAM (file + KV cache)       -> 507
 ├── InvalidRevisionError       a revision that is not a git ref or sha  -> 422
 ├── DownloadError              a transfer failed for good (job error)
 │   ├── IntegrityError         a file's sha256 / git blob id differs
@@ -101,10 +102,14 @@ class UnknownQuantError(ModelNotFoundError):
     """`org/repo:TAG` names a quantization the GGUF repo does not have (or the repo has no
     GGUF model file at all); the message lists what it has, with sizes."""
 
-    def __init__(self, repo_id: str, tag: str | None, available: Sequence[Any]) -> None:
+    def __init__(
+        self, repo_id: str, tag: str | None, available: Sequence[Any], suggest: str | None = None
+    ) -> None:
         self.repo_id = repo_id
         self.tag = tag
         self.available = [q.tag for q in available]
+        # smallest first: the list is read when choosing what fits
+        available = sorted(available, key=lambda q: (q.size is None, q.size or 0))
         if not available:
             message = (
                 f"{repo_id} has no GGUF model file (only projectors, imatrix or draft files, "
@@ -118,7 +123,7 @@ class UnknownQuantError(ModelNotFoundError):
             )
             message = (
                 f"{repo_id} has no quantization {tag!r}. Available: {listed}. "
-                f"Pull one of them, e.g. {repo_id}:{available[0].tag}."
+                f"Pull one of them, e.g. {repo_id}:{suggest or available[0].tag}."
             )
         super().__init__(message)
 
@@ -137,6 +142,11 @@ class HubUnavailableError(TalkTuahError):
 
 class InsufficientStorageError(TalkTuahError, OSError):
     """Not enough free space in the models dir for what a download still needs."""
+
+
+class InsufficientMemoryError(InsufficientStorageError):
+    """A GGUF model whose file plus KV cache exceeds this machine's RAM: refused before its
+    download (`force=true` overrides). A 507 like a full disk: the model does not fit."""
 
 
 class DownloadError(TalkTuahError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from .errors import InvalidModelIdError, InvalidRevisionError
-from .store import validate_model_id
+from .store import validate_model_id, validate_model_ref
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co", "www.hf.co"})
 #: Hub page kinds whose next segment is a revision (then, for files, a path).
@@ -80,18 +80,20 @@ def parse_model_ref(text: str) -> ModelRef:
 
 
 def resolve_model_id(text: str) -> str:
-    """The validated repo id that `text` (an id or a Hub URL) names."""
-    return validate_model_id(parse_model_ref(text).model_id)
+    """The validated model id that `text` (an id or a Hub URL) names: `org/name`, or
+    `org/name:QUANT` for one quant of a GGUF repo (Ollama's `hf.co/org/name:QUANT` too)."""
+    return validate_model_ref(parse_model_ref(text).model_id)
 
 
 def resolve_model_and_revision(text: str, revision: str) -> tuple[str, str]:
-    """The repo id and revision to download; a URL's revision replaces the default "main".
+    """The model id (`:QUANT` kept) and revision to download; a URL's revision replaces the
+    default "main".
 
     A URL naming one revision and a `revision` parameter naming another is a mistake we
     refuse rather than silently picking one.
     """
     ref = parse_model_ref(text)
-    model_id = validate_model_id(ref.model_id)
+    model_id = validate_model_ref(ref.model_id)
     if ref.revision is None or ref.revision == revision:
         return model_id, revision
     if revision != "main":

@@ -157,7 +157,7 @@ def default_quant(quants: list[Quant]) -> Quant:
     return next((by_tag[t] for t in DEFAULT_ORDER if t in by_tag), quants[0])
 
 
-def _mmproj(files: Iterable[str]) -> str | None:
+def mmproj_of(files: Iterable[str]) -> str | None:
     """The vision projector to fetch with the model: F16 if there is one, else the first."""
     projectors = sorted(p for p in files if is_gguf(p) and "mmproj" in p.lower())
     if not projectors:
@@ -182,5 +182,5 @@ def select(
     elif tag.upper() in by_tag:
         chosen = by_tag[tag.upper()]
     else:
-        raise UnknownQuantError(repo_id, tag, quants)
-    return Selection(quant=chosen, mmproj=_mmproj(names))
+        raise UnknownQuantError(repo_id, tag, quants, default_quant(quants).tag)
+    return Selection(quant=chosen, mmproj=mmproj_of(names))

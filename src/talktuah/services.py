@@ -46,7 +46,7 @@ class Services:
         settings.home.mkdir(parents=True, exist_ok=True)
         state = StateDB(settings.db_path)
         state.seed_default_model(settings.default_model)
-        store = ModelStore(settings.models_dir, state)
+        store = ModelStore(settings.models_dir, state, engine=settings.engine)
         store.ensure_dir()
         downloads = DownloadManager(settings, state, store)
         engine = EngineSupervisor(settings, state, store, make_driver(settings))

@@ -48,6 +48,23 @@ class VerifiedRevisions:
         """The model was deleted: what was verified is gone with it."""
         self.state.execute("DELETE FROM verified_revisions WHERE model_id = ?", (model_id,))
 
+    def forget_files(self, model_id: str, commit_hash: str, paths: list[str]) -> None:
+        """Some files of a revision were deleted (one quant of a GGUF repo): the record keeps
+        vouching only for what is still here, so a later download of them verifies anew."""
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT files FROM verified_revisions WHERE model_id = ? AND commit_hash = ?",
+                (model_id, commit_hash),
+            ).fetchone()
+            if row is None:
+                return
+            kept = sorted(set(json.loads(row[0])) - set(paths))
+            db.execute(
+                "UPDATE verified_revisions SET files = ?, verified_at = ? "
+                "WHERE model_id = ? AND commit_hash = ?",
+                (json.dumps(kept), datetime.now(UTC).isoformat(), model_id, commit_hash),
+            )
+
     def _stamp(self, key: RevisionKey) -> str | None:
         decoded = self._decoded.get(key)
         return decoded[0] if decoded is not None else None

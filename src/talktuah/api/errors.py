@@ -91,7 +91,7 @@ _MEANING = {
     502: "The engine or the Hub failed",
     503: "The engine is still loading (see Retry-After)",
     504: "The engine did not answer in time",
-    507: "Not enough disk space",
+    507: "Not enough disk space, or RAM for a GGUF model (force=true downloads it anyway)",
 }
 
 

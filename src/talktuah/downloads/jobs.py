@@ -249,12 +249,20 @@ class JobStore:
         )
         return _from_row(rows[0]) if rows else None
 
-    def latest_for(self, model_id: str) -> DownloadJob | None:
+    def latest_for(self, model_id: str, *, any_quant: bool = False) -> DownloadJob | None:
+        """The model's newest job; `any_quant`: also its quants' (`org/repo:Q8_0` jobs for
+        `org/repo`: a GGUF repo asked for without a tag gets the tag of the quant chosen)."""
+        where = "model_id = ?"
+        params: tuple[str, ...] = (model_id,)
+        if any_quant:
+            # Ids that start with "org/repo:" sort between it and "org/repo;" (':' + 1).
+            where = "(model_id = ? OR (model_id > ? AND model_id < ?))"
+            params = (model_id, f"{model_id}:", f"{model_id};")
         rows = self.state.query(
-            f"SELECT {_SUMMARY} FROM download_jobs WHERE model_id = ? "
+            f"SELECT {_SUMMARY} FROM download_jobs WHERE {where} "
             "ORDER BY created_at DESC, rowid DESC "
             "LIMIT 1",
-            (model_id,),
+            params,
         )
         return _from_row(rows[0]) if rows else None
 

@@ -19,13 +19,15 @@ from huggingface_hub import scan_cache_dir
 from ..config import Settings
 from ..confine import inside
 from ..errors import TalkTuahError
+from ..quants import DEFAULT_ORDER, split_tag, with_tag
 from ..state import StateDB
-from ..store import ModelStore, validate_model_id
+from ..store import ModelStore, engine_for, repo_of, validate_model_ref
 from .callback_url import CallbackPolicy
 from .callbacks import CallbackSender
+from .fit import FitCheck, MemoryReader, check_fits, total_memory
 from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
-from .plan import check_disk_space, plan_download
+from .plan import DownloadPlan, check_disk_space, plan_download
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress, install_cancel_hooks
 from .worker import JobRunner, RetryPolicy, make_api
 
@@ -42,15 +44,21 @@ class DownloadRequest:
     ignore_patterns: list[str] | None = None
     activate: bool = False
     callback_url: str | None = None
+    force: bool = False  # download a GGUF model that does not fit in RAM anyway
 
 
 @dataclass(frozen=True)
 class RequestOutcome:
-    """What a download request led to: a new job, the running one, or nothing to do."""
+    """What a download request led to: a new job, the running one, or nothing to do.
+
+    `model_id` is the model it is about: for a GGUF repo asked for without a tag, the quant
+    the plan chose (`org/repo:Q4_K_M`), which is also the job's model id.
+    """
 
     job: DownloadJob | None
     created: bool
     already_complete: bool = False
+    model_id: str = ""
 
 
 def configure_library(settings: Settings) -> None:
@@ -91,6 +99,8 @@ class DownloadManager:
         self.on_activate: Callable[[str], None] = self._mark_active
         # Called with every chunk's size as it arrives (the bytes-downloaded counter).
         self.on_bytes: Callable[[int], None] | None = None
+        # This machine's RAM, for the GGUF fit check (tests give it a small number).
+        self.memory: MemoryReader = total_memory
         self._policy = RetryPolicy(
             retries=settings.download_retries,
             backoff=settings.download_backoff_seconds,
@@ -142,7 +152,7 @@ class DownloadManager:
             if not inside(self.store.models_dir, partial.file_path.parent):
                 continue  # a blobs/ folder linked elsewhere: never clean up through it
             repo_dir = partial.file_path.parent.parent.name
-            if any(repo_dir == "models--" + m.replace("/", "--") for m in model_ids):
+            if any(repo_dir == "models--" + repo_of(m).replace("/", "--") for m in model_ids):
                 logger.info("removing orphaned partial download %s", partial.file_path)
                 partial.file_path.unlink(missing_ok=True)
 
@@ -154,28 +164,45 @@ class DownloadManager:
     def request(self, req: DownloadRequest) -> RequestOutcome:
         """Deduplicate, plan against the Hub, check the disk, then queue a job.
 
-        Planning happens here, in the caller's thread, so an unknown repo, a gated one or a
-        full disk is answered at once instead of surfacing later as a failed job.
+        Planning happens here, in the caller's thread, so an unknown repo or quant, a gated
+        repo, a full disk or a GGUF model too big for the RAM is answered at once instead of
+        surfacing later as a failed job.
+
+        A job's model id is the model it fetches: `org/repo` for a whole repo, and for a GGUF
+        repo `org/repo:QUANT` with the quant the plan chose (asked for by tag or by llama.cpp's
+        default rule), so the job, its callback and the listing name the same model. The Hub,
+        the cache and the verified record key on the repo id (`store.repo_of`).
         """
         if req.callback_url is not None:
             self.callbacks.policy.check(req.callback_url)
-        validate_model_id(req.model_id)
+        model_id = validate_model_ref(req.model_id)
+        repo_id, tag = split_tag(model_id)
         validate_revision(req.revision)
-        live = self.jobs.live_for(req.model_id)
+        live = self.jobs.live_for(model_id)
         if live is not None:
-            return RequestOutcome(job=live, created=False)
-        if self._complete_on_disk(req):
-            return RequestOutcome(job=None, created=False, already_complete=True)
+            return RequestOutcome(job=live, created=False, model_id=live.model_id)
+        done = self._complete_on_disk(model_id, req, trust_untagged=False)
+        if done is not None:
+            return RequestOutcome(None, created=False, already_complete=True, model_id=done)
         api = make_api(self.settings.hf_endpoint, self.settings.hf_token)
         plan = plan_download(
-            api, req.model_id, req.revision, self.store.models_dir,
-            allow_patterns=req.allow_patterns, ignore_patterns=req.ignore_patterns,
+            api, repo_id, req.revision, self.store.models_dir,
+            allow_patterns=req.allow_patterns, ignore_patterns=req.ignore_patterns, quant=tag,
         )  # fmt: skip
+        if plan.quant is not None and plan.quant.tag != tag:
+            model_id = with_tag(repo_id, plan.quant.tag)  # the quant `org/repo` means
+            live = self.jobs.live_for(model_id)
+            if live is not None:
+                return RequestOutcome(job=live, created=False, model_id=model_id)
+        if plan.quant is not None and self._complete_on_disk(model_id, req, plan.commit_hash):
+            return RequestOutcome(None, created=False, already_complete=True, model_id=model_id)
         check_disk_space(
-            plan, req.model_id, self.store.models_dir, self.settings.download_disk_margin_bytes
+            plan, model_id, self.store.models_dir, self.settings.download_disk_margin_bytes
         )
+        if not req.force:
+            self._check_memory(plan, model_id, repo_id)
         job = self.jobs.new(
-            req.model_id, req.revision,
+            model_id, req.revision,
             allow_patterns=req.allow_patterns, ignore_patterns=req.ignore_patterns,
             activate=req.activate, callback_url=req.callback_url,
         )  # fmt: skip
@@ -186,22 +213,47 @@ class DownloadManager:
         try:
             self.jobs.insert(job)
         except LiveJobExists as exists:
-            return RequestOutcome(job=exists.job, created=False)
+            return RequestOutcome(job=exists.job, created=False, model_id=model_id)
         self._enqueue(job.id)
-        return RequestOutcome(job=job, created=True)
+        return RequestOutcome(job=job, created=True, model_id=model_id)
 
-    def _complete_on_disk(self, req: DownloadRequest) -> bool:
-        """True when the requested revision is already here in full: no Hub call needed."""
+    def _check_memory(self, plan: DownloadPlan, model_id: str, repo_id: str) -> None:
+        """A GGUF model that llama.cpp will run here must fit in RAM (fit.py); models for
+        another engine (vLLM on a GPU, an external server) are not this machine's RAM."""
+        if plan.quant is None or engine_for(self.settings.engine, "gguf") != "llamacpp":
+            return
+        check = FitCheck(
+            endpoint=self.settings.hf_endpoint, token=self.settings.hf_token,
+            models_dir=self.store.models_dir, n_ctx=self.settings.engine_ctx,
+            timeout=max(1.0, self.settings.download_stall_timeout), ram=self.memory,
+        )  # fmt: skip
+        check_fits(check, plan, model_id, repo_id)
+
+    def _complete_on_disk(
+        self,
+        model_id: str,
+        req: DownloadRequest,
+        commit: str | None = None,
+        *,
+        trust_untagged: bool = True,
+    ) -> str | None:
+        """The model's id when the requested revision (or the commit it was planned at) is
+        already here in full, else None. Before planning, `org/repo` of a GGUF repo is
+        trusted only when the quant here is the one llama.cpp's rule picks first: which quant
+        it means otherwise is only known to the Hub."""
         if req.allow_patterns or req.ignore_patterns:
-            return False  # which files the patterns select is only known to the Hub
+            return None  # which files the patterns select is only known to the Hub
         try:
-            model = self.store.get(req.model_id)
+            model = self.store.get(model_id)
         except TalkTuahError:
-            return False
-        return any(
-            rev.complete and (req.revision in rev.refs or req.revision == rev.commit_hash)
+            return None
+        if model.model_id != model_id and not trust_untagged and model.quant != DEFAULT_ORDER[0]:
+            return None
+        here = any(
+            rev.complete and (req.revision in rev.refs or rev.commit_hash in (req.revision, commit))
             for rev in model.revisions
         )
+        return model.model_id if here else None
 
     def cancel(self, job_id: str) -> DownloadJob:
         job = self.jobs.get(job_id)
@@ -281,7 +333,7 @@ class DownloadManager:
         else:
             # Recorded before the job says complete, so no listing sees it complete and the
             # model not (verified.py).
-            self.store.verified.record(job.model_id, job.commit_hash or "", job.verified)
+            self.store.verified.record(repo_of(job.model_id), job.commit_hash or "", job.verified)
             job.status = JobStatus.COMPLETE
             job.error = None
             job.bytes_done = job.bytes_total or job.bytes_done

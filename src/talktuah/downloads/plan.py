@@ -3,6 +3,11 @@
 One `model_info(files_metadata=True)` call gives every file's size and, for LFS files, the
 sha256 we verify against afterwards; the commit sha it returns pins the whole job to one
 revision even if the branch moves while we download.
+
+A GGUF repo (GGUF model files, no safetensors) holds one model in many quantizations, often
+10-100x the size of one: for it, or whenever `org/repo:QUANT` names a tag, the plan is only
+the chosen quant's files (every shard) plus the vision projector (quants.py), never the
+whole repo.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..errors import (
     HubUnavailableError,
     InsufficientStorageError,
 )
+from ..quants import Quant, available, is_gguf_repo, select
 from ..sizes import format_bytes
 from .hub_data import (
     check_blob_id,
@@ -46,6 +52,8 @@ class DownloadPlan:
     commit_hash: str
     files: list[PlannedFile]
     cached: frozenset[str]
+    quant: Quant | None = None  # the GGUF quant chosen, when the plan is one
+    quants: tuple[Quant, ...] = ()  # every quant of a GGUF repo, with sizes
 
     @property
     def bytes_total(self) -> int:
@@ -68,12 +76,52 @@ def plan_download(
     *,
     allow_patterns: list[str] | None = None,
     ignore_patterns: list[str] | None = None,
+    quant: str | None = None,
 ) -> DownloadPlan:
     """Ask the Hub for the file list; raise our errors with the fix in the message.
 
+    `model_id` is the repo id; `quant` the tag of `org/repo:QUANT`. A GGUF repo's plan is one
+    quant (the tag's, else llama.cpp's default) unless `allow_patterns` name the files
+    instead; an unknown tag is UnknownQuantError (404, listing the quants with sizes).
     Everything in the answer that later becomes a path (the commit sha, file names) or is
     compared against (sha256, git blob ids, sizes) is checked here: see hub_data.py.
     """
+    commit, all_siblings = repo_files(api, model_id, revision)
+    siblings = all_siblings
+    chosen: Quant | None = None
+    quants: tuple[Quant, ...] = ()
+    sizes = {s.rfilename: _listed_size(s) for s in all_siblings}
+    if quant is not None or (is_gguf_repo(sizes) and not allow_patterns):
+        selection = select(sizes, quant, repo_id=model_id)
+        chosen, quants = selection.quant, tuple(available(sizes))
+        wanted = set(selection.files)
+        siblings = [s for s in all_siblings if s.rfilename in wanted]
+    siblings = list(
+        filter_repo_objects(
+            siblings,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            key=lambda s: s.rfilename,
+        )
+    )
+    if not siblings:
+        raise HubNotFoundError(
+            f"No file of {model_id}@{revision} matches allow_patterns={allow_patterns} / "
+            f"ignore_patterns={ignore_patterns}. Loosen the patterns."
+        )
+    files = [_planned(api, model_id, commit, s) for s in siblings]
+    cached = frozenset(
+        f.path for f in files if cached_file(model_id, f.path, cache_dir, commit) is not None
+    )
+    if chosen is not None and chosen.size is None:  # a hub listing no sizes (olah)
+        sized = {f.path: f.size for f in files}
+        chosen = Quant(chosen.tag, chosen.files, sum(sized.get(p, 0) for p in chosen.files))
+    return DownloadPlan(commit, files, cached, quant=chosen, quants=quants)
+
+
+def repo_files(api: HfApi, model_id: str, revision: str) -> tuple[str, list[RepoSibling]]:
+    """The commit a revision is at and its files (names checked), from one model_info call;
+    the Hub's failures as our errors, each with its fix."""
     validate_revision(revision)
     endpoint = api.endpoint
     try:
@@ -126,24 +174,7 @@ def plan_download(
     commit = check_commit(info.sha, endpoint=endpoint, what=f"{model_id}@{revision}")
     for sibling in info.siblings:
         check_filename(sibling.rfilename, endpoint=endpoint, model_id=model_id)
-    siblings = list(
-        filter_repo_objects(
-            info.siblings,
-            allow_patterns=allow_patterns,
-            ignore_patterns=ignore_patterns,
-            key=lambda s: s.rfilename,
-        )
-    )
-    if not siblings:
-        raise HubNotFoundError(
-            f"No file of {model_id}@{revision} matches allow_patterns={allow_patterns} / "
-            f"ignore_patterns={ignore_patterns}. Loosen the patterns."
-        )
-    files = [_planned(api, model_id, commit, s) for s in siblings]
-    cached = frozenset(
-        f.path for f in files if cached_file(model_id, f.path, cache_dir, commit) is not None
-    )
-    return DownloadPlan(commit_hash=commit, files=files, cached=cached)
+    return commit, list(info.siblings)
 
 
 def _planned(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> PlannedFile:
@@ -166,6 +197,13 @@ def _planned(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> Pl
         None,
         git_sha1=check_blob_id(sibling.blob_id, endpoint=endpoint, what=what),
     )
+
+
+def _listed_size(sibling: RepoSibling) -> int | None:
+    """A size from the file list as shown to people (quant sizes); the planned files' sizes
+    are checked on their own (hub_data.check_size)."""
+    size = sibling.size
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
 
 
 def _status(exc: HfHubHTTPError) -> int | None:

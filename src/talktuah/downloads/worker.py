@@ -124,6 +124,9 @@ class JobRunner:
         persist: Callable[[DownloadJob], None],
     ) -> None:
         self.job = job
+        # A GGUF job's model id names its quant (`org/repo:Q8_0`); the Hub and the cache
+        # know the repo.
+        self.repo_id = job.model_id.partition(":")[0]
         self.models_dir = models_dir
         self.endpoint = endpoint
         self.token = token
@@ -168,7 +171,7 @@ class JobRunner:
 
     def _cached_path(self, planned: PlannedFile) -> Path | None:
         assert self.job.commit_hash is not None
-        return cached_file(self.job.model_id, planned.path, self.models_dir, self.job.commit_hash)
+        return cached_file(self.repo_id, planned.path, self.models_dir, self.job.commit_hash)
 
     def _fetch(self, planned: PlannedFile) -> None:
         job = self.job
@@ -179,7 +182,7 @@ class JobRunner:
                 expected = self._probe(planned)
                 with expect(expected):
                     hf_hub_download(
-                        job.model_id,
+                        self.repo_id,
                         planned.path,
                         revision=job.commit_hash,
                         cache_dir=self.models_dir,
@@ -196,7 +199,7 @@ class JobRunner:
             except GatedRepoError as exc:
                 raise HubAccessError(
                     f"{job.model_id} is gated: set HF_TOKEN and accept the licence at "
-                    f"https://huggingface.co/{job.model_id}, then retry."
+                    f"https://huggingface.co/{self.repo_id}, then retry."
                 ) from exc
             except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
                 raise HubNotFoundError(
@@ -245,7 +248,7 @@ class JobRunner:
         """
         assert self.job.commit_hash is not None
         url = hf_hub_url(
-            self.job.model_id, planned.path, revision=self.job.commit_hash, endpoint=self.endpoint
+            self.repo_id, planned.path, revision=self.job.commit_hash, endpoint=self.endpoint
         )
         lfs = planned.sha256 is not None
         expected = Expected(
@@ -312,7 +315,7 @@ class JobRunner:
         """Drop one snapshot entry (and its blob) through the library's delete strategy."""
         info = scan_cache_dir(self.models_dir)
         for repo in info.repos:
-            if repo.repo_id != self.job.model_id or repo.repo_type != "model":
+            if repo.repo_id != self.repo_id or repo.repo_type != "model":
                 continue
             for rev in repo.revisions:
                 if rev.commit_hash != self.job.commit_hash:
@@ -339,7 +342,7 @@ class JobRunner:
         job = self.job
         assert job.commit_hash is not None
         validate_revision(job.revision)  # a job stored before revisions were checked
-        storage = self.models_dir / repo_folder_name(repo_id=job.model_id, repo_type="model")
+        storage = self.models_dir / repo_folder_name(repo_id=self.repo_id, repo_type="model")
         _cache_commit_hash_for_specific_revision(str(storage), job.revision, job.commit_hash)
 
 

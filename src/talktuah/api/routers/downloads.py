@@ -18,7 +18,7 @@ from ...downloads.manager import DownloadRequest
 from ...engine.supervisor import SwitchOutcome
 from ...keys import Principal, Scope
 from ...model_ref import resolve_model_and_revision
-from ...store import validate_model_id
+from ...store import repo_of, validate_model_ref
 from .. import params
 from ..auth import PrincipalDep
 from ..deps import ServicesDep
@@ -56,13 +56,22 @@ def download_model(
     request: Request,
     response: Response,
     services: ServicesDep,
-    model_id: Annotated[str, Query(description="Hugging Face repo id, e.g. org/name")],
+    model_id: Annotated[
+        str,
+        Query(
+            description="Hugging Face repo id, e.g. org/name; one quant of a GGUF repo as "
+            "org/name:Q4_K_M (without a tag: Q4_K_M, then Q8_0, then the first model file)"
+        ),
+    ],
     auto: Annotated[bool, Query(description="Download now, or return instructions")] = False,
     revision: Annotated[str, Query(description="Branch, tag or commit sha")] = "main",
     allow_patterns: Annotated[list[str] | None, Query(description="Globs to fetch")] = None,
     ignore_patterns: Annotated[list[str] | None, Query(description="Globs to skip")] = None,
     activate: Annotated[bool, Query(description="Make it active when complete")] = False,
     callback_url: Annotated[str | None, Query(description="Gets the final job JSON")] = None,
+    force: Annotated[
+        bool, Query(description="Download a GGUF model even if it does not fit in RAM")
+    ] = False,
 ) -> dict[str, Any]:
     model_id, revision = resolve_model_and_revision(model_id, revision)  # a pasted Hub URL too
     if not auto:
@@ -76,8 +85,10 @@ def download_model(
             ignore_patterns=params.patterns("ignore_patterns", _patterns(ignore_patterns)),
             activate=activate,
             callback_url=callback_url,
+            force=force,
         )
     )
+    model_id = outcome.model_id or model_id  # `org/repo` of a GGUF repo: the quant chosen
     if outcome.already_complete:
         message = f"{model_id} is already downloaded; nothing to do."
         if activate and services.activate(model_id) == SwitchOutcome.ALREADY_SERVING:
@@ -123,8 +134,8 @@ def download_progress(
     if job_id is not None:
         job = jobs.get(job_id, detail=False)
     elif model_id is not None:
-        validate_model_id(model_id)
-        job = jobs.latest_for(model_id)
+        model_id = validate_model_ref(model_id)
+        job = jobs.latest_for(model_id, any_quant=model_id == repo_of(model_id))
     else:
         job = jobs.latest()
     return job.to_api(reveal_callback=_reveal(principal)) if job is not None else _idle()
