@@ -22,7 +22,7 @@ def switch_model(
     ] = False,
 ) -> dict[str, Any]:
     """202 while it loads; 200 at once when it serves already (or is loading) and not `force`."""
-    outcome = services.activate(model_id, force=force)
+    outcome = services.engine.switch(model_id, force=force)  # 409 for an external engine
     if outcome == SwitchOutcome.ALREADY_SERVING:
         response.status_code = status.HTTP_200_OK
         return {
