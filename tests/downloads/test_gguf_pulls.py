@@ -193,3 +193,30 @@ def test_the_active_quant_needs_force(
         "/api/delete-model", params={"model_id": f"{REPO}:Q8_0", "force": "true"}
     )
     assert forced.status_code == 200 and services.state.active_model is None
+
+
+def test_hub_quants_lists_a_repo_before_a_pull(
+    client: TestClient, hub: Hub, wait_for: WaitFor
+) -> None:
+    """The dashboard's pull form shows what `org/repo:TAG` would fetch, and its size."""
+    files = gguf_repo(hub)
+    pull(client, wait_for, f"{REPO}:Q8_0")
+    hub.clear_log()
+    answer = client.get("/api/hub/quants", params={"model_id": REPO})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["format"] == "gguf" and body["default"] == "Q4_K_M" and body["mmproj"] == MMPROJ
+    assert [q["tag"] for q in body["quants"]] == ["Q2_K", "Q4_K_M", "Q8_0", "BF16"]  # by size
+    by_tag = {q["tag"]: q for q in body["quants"]}
+    assert by_tag["BF16"]["files"] == list(SHARDS)
+    assert by_tag["BF16"]["size_bytes"] == sum(len(files[s]) for s in SHARDS)
+    assert by_tag["Q4_K_M"]["default"] and not by_tag["Q8_0"]["default"]
+    assert by_tag["Q8_0"]["downloaded"] and not by_tag["Q4_K_M"]["downloaded"]
+    assert by_tag["Q8_0"]["model_id"] == f"{REPO}:Q8_0"
+    assert hub.fetched_files(REPO) == []  # the file list only
+
+    hub.add_repo("org/plain", {"config.json": b"{}", "model.safetensors": b"x" * 100})
+    plain = client.get("/api/hub/quants", params={"model_id": "org/plain"}).json()
+    assert plain["format"] == "safetensors" and plain["quants"] == [] and plain["default"] is None
+    assert client.get("/api/hub/quants", params={"model_id": "org/none"}).status_code == 404
+    assert client.get("/api/hub/quants", params={"model_id": "../x"}).status_code == 422

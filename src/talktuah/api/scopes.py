@@ -24,6 +24,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/api/downloads"): Scope.MODELS_READ,
     ("GET", "/api/downloads/{job_id}"): Scope.MODELS_READ,
     ("GET", "/api/downloads/{job_id}/events"): Scope.MODELS_READ,
+    ("GET", "/api/hub/quants"): Scope.MODELS_READ,
     # changing it
     ("POST", "/api/download-model"): Scope.MODELS_WRITE,
     ("DELETE", "/api/downloads/{job_id}"): Scope.MODELS_WRITE,

@@ -33,7 +33,7 @@ from ..errors import (
     HubUnavailableError,
     InsufficientStorageError,
 )
-from ..quants import Quant, available, is_gguf_repo, select
+from ..quants import Quant, available, default_quant, is_gguf_repo, mmproj_of, select
 from ..sizes import format_bytes
 from .hub_data import (
     check_blob_id,
@@ -117,6 +117,31 @@ def plan_download(
         sized = {f.path: f.size for f in files}
         chosen = Quant(chosen.tag, chosen.files, sum(sized.get(p, 0) for p in chosen.files))
     return DownloadPlan(commit, files, cached, quant=chosen, quants=quants)
+
+
+@dataclass(frozen=True)
+class RepoQuants:
+    """A repo's GGUF quants as the Hub lists them: what the pull form shows before a pull."""
+
+    commit_hash: str
+    gguf: bool  # a GGUF repo: a pull without a tag fetches `default`, not the whole repo
+    quants: list[Quant]
+    default: str | None
+    mmproj: str | None
+
+
+def repo_quants(api: HfApi, model_id: str, revision: str = "main") -> RepoQuants:
+    """The quants of `model_id` (a repo id) at `revision`, with sizes, from one file list."""
+    commit, siblings = repo_files(api, model_id, revision)
+    sizes = {s.rfilename: _listed_size(s) for s in siblings}
+    quants = available(sizes)
+    return RepoQuants(
+        commit_hash=commit,
+        gguf=is_gguf_repo(sizes),
+        quants=quants,
+        default=default_quant(quants).tag if quants else None,
+        mmproj=mmproj_of(sizes),
+    )
 
 
 def repo_files(api: HfApi, model_id: str, revision: str) -> tuple[str, list[RepoSibling]]:
