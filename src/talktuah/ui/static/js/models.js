@@ -221,10 +221,83 @@ export function createModels(ctx) {
 
   // -- pull -----------------------------------------------------------------------------
 
+  // A GGUF repo's quants, listed with sizes as soon as its id is typed (GET /api/hub/quants):
+  // the pull then fetches the one chosen, not the whole repo.
+  const QUANTS_DEBOUNCE_MS = 400;
+  const quantField = $("#pull-quants");
+  const quantSelect = $("#pull-quant");
+  let quantsFor = null; // the repo id the list shows
+  let quantsTimer = null;
+  let quantsSeq = 0;
+
+  function hideQuants() {
+    quantsFor = null;
+    quantField.hidden = true;
+    replace(quantSelect);
+  }
+
+  async function lookUpQuants() {
+    const typed = $("#pull-model").value.trim();
+    const [repoId, tag] = typed.split(":", 2);
+    if (!/^[\w.-]+\/[\w.-]+$/.test(repoId || "")) {
+      hideQuants();
+      return;
+    }
+    if (repoId === quantsFor) {
+      if (tag) quantSelect.value = tag.toUpperCase();
+      return;
+    }
+    const seq = ++quantsSeq;
+    let data;
+    try {
+      ({ data } = await get("/api/hub/quants", {
+        model_id: repoId,
+        revision: $("#pull-revision").value.trim() || null,
+      }));
+    } catch {
+      if (seq === quantsSeq) hideQuants(); // the pull itself will say what is wrong
+      return;
+    }
+    if (seq !== quantsSeq) return; // a newer id was typed meanwhile
+    if (data.format !== "gguf" || !data.quants.length) {
+      hideQuants();
+      return;
+    }
+    quantsFor = repoId;
+    replace(
+      quantSelect,
+      ...data.quants.map((q) => {
+        const notes = [formatBytes(q.size_bytes)];
+        if (q.default) notes.push("default");
+        if (q.downloaded) notes.push("downloaded");
+        return h("option", { value: q.tag }, `${q.tag} (${notes.join(", ")})`);
+      }),
+    );
+    quantSelect.value = tag ? tag.toUpperCase() : data.default;
+    quantField.hidden = false;
+  }
+
+  $("#pull-model").addEventListener("input", () => {
+    clearTimeout(quantsTimer);
+    quantsTimer = setTimeout(lookUpQuants, QUANTS_DEBOUNCE_MS);
+  });
+  $("#pull-model").addEventListener("change", () => {
+    clearTimeout(quantsTimer);
+    lookUpQuants();
+  });
+
+  /** The id to pull: the repo with the quant chosen in the list, if it lists any. */
+  function pullId(typed) {
+    const repoId = typed.split(":", 1)[0];
+    return !quantField.hidden && repoId === quantsFor && quantSelect.value
+      ? `${repoId}:${quantSelect.value}`
+      : typed;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const modelInput = $("#pull-model");
-    const modelId = modelInput.value.trim();
+    const modelId = pullId(modelInput.value.trim());
     result.className = "result";
     if (!modelId) {
       modelInput.setAttribute("aria-invalid", "true");
@@ -246,16 +319,18 @@ export function createModels(ctx) {
           allow_patterns: patterns($("#pull-allow").value),
           ignore_patterns: patterns($("#pull-ignore").value),
           activate: $("#pull-activate").checked ? "true" : null,
+          force: $("#pull-force").checked ? "true" : null,
         },
       });
       form.reset();
+      hideQuants();
       if (data.status === "complete") {
         setText(result, data.message || `${modelId} is already downloaded.`);
         result.classList.add("result-ok");
         refresh();
       } else {
         const verb = status === 202 ? "Download started" : "Already downloading";
-        setText(result, `${verb}: ${modelId} (job ${data.job_id}).`);
+        setText(result, `${verb}: ${data.model_id || modelId} (job ${data.job_id}).`);
         result.classList.add("result-ok");
         ctx.downloadStarted(data);
       }
@@ -291,6 +366,7 @@ export function createModels(ctx) {
       switchBox.hidden = true;
       setText(result, "");
       form.reset();
+      hideQuants();
     },
   };
 }
