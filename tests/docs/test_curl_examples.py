@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from ..support.gguf_shapes import gguf_with_shape
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
@@ -41,6 +42,8 @@ DOC_WEBHOOK = "http://n8n:5678/webhook/talktuah-download"
 DOWNLOADED = "Qwen/Qwen2.5-0.5B-Instruct"  # published on the test hub, downloaded by the docs
 INSTALLED = "Qwen/Qwen2.5-1.5B-Instruct"  # already in the cache when the walk starts
 GATED = "meta-llama/Llama-3.1-8B-Instruct"  # gated on the test hub; no HF_TOKEN is set
+GGUF = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"  # two quants, pulled one by one
+TOO_BIG = "unsloth/Llama-3.3-70B-Instruct-GGUF"  # refused by the RAM check
 
 TESTS = Path(__file__).resolve().parents[1]
 FAKE_ENGINE = next(
@@ -85,6 +88,28 @@ def webhook() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def publish_gguf(hub: Hub) -> None:
+    """The page's GGUF repos: a small model in two quants, and one whose header says a shape
+    no test machine's RAM holds (a million layers), standing in for a 70B model."""
+    small = {"layers": 2, "embedding": 64, "heads": 4, "kv_heads": 2}
+    hub.add_repo(
+        GGUF,
+        {
+            "README.md": b"# GGUF\n",
+            "qwen2.5-0.5b-instruct-q4_k_m.gguf": gguf_with_shape(**small, padding=4_000),
+            "qwen2.5-0.5b-instruct-q8_0.gguf": gguf_with_shape(**small, padding=8_000),
+        },
+    )
+    huge = {"layers": 2**20, "embedding": 2**20, "heads": 1, "kv_heads": 1}
+    hub.add_repo(
+        TOO_BIG,
+        {
+            "Llama-3.3-70B-Instruct-Q2_K.gguf": gguf_with_shape(**huge, padding=2_000),
+            "Llama-3.3-70B-Instruct-Q4_K_M.gguf": gguf_with_shape(**huge, padding=4_000),
+        },
+    )
 
 
 def start_server(home: Path, hub: Hub) -> TalkTuahProcess:
@@ -157,6 +182,7 @@ def test_model_management_examples_answer_as_documented(
 
     hub.add_repo(DOWNLOADED, make_files(n_files=2, size=40_000, seed=7))
     hub.add_repo(GATED, make_files(n_files=1, size=1_000, seed=8), gated=True)
+    publish_gguf(hub)
     home = tmp_path / "home"
     install_in_cache(home / "models" / "hub", INSTALLED, {"config.json": b"{}", "model.bin": b"w"})
     server = start_server(home, hub)
