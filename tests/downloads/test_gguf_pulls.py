@@ -220,3 +220,13 @@ def test_hub_quants_lists_a_repo_before_a_pull(
     assert plain["format"] == "safetensors" and plain["quants"] == [] and plain["default"] is None
     assert client.get("/api/hub/quants", params={"model_id": "org/none"}).status_code == 404
     assert client.get("/api/hub/quants", params={"model_id": "../x"}).status_code == 422
+
+
+def test_instructions_for_a_quant_name_its_files(client: TestClient) -> None:
+    """auto=false: `hf download` has no tags, so the command names the quant's files."""
+    answer = client.post("/api/download-model", params={"model_id": f"{REPO}:q8_0"}).json()
+    assert answer["model_id"] == f"{REPO}:Q8_0"
+    commands = answer["instructions"]
+    assert commands["cli"] == f"talktuah pull {REPO}:Q8_0"
+    assert commands["hf"].startswith(f'hf download {REPO} --include "*Q8_0*" "*q8_0*" ')
+    assert f"model_id={REPO}:Q8_0&auto=true" in commands["api"]

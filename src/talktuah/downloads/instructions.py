@@ -11,7 +11,11 @@ def manual_instructions(model_id: str, models_dir: str, base_url: str) -> dict[s
 
     No shell scripts: the seed pointed at `download_model.sh`, which is gone.
     """
-    query = quote(model_id, safe="/")
+    query = quote(model_id, safe="/:")
+    repo_id, _, tag = model_id.partition(":")
+    # `org/repo:QUANT` (a validated tag: letters, digits, `_.-`): hf has no tags, only globs;
+    # file names spell the quant in either case.
+    only = f' --include "*{tag.upper()}*" "*{tag.lower()}*"' if tag else ""
     return {
         "status": "manual",
         "message": f"Manual download instructions for {model_id}",
@@ -22,7 +26,7 @@ def manual_instructions(model_id: str, models_dir: str, base_url: str) -> dict[s
                 '-H "Authorization: Bearer $PROXY_API_KEY"'
             ),
             "cli": f"talktuah pull {model_id}",
-            "hf": f"hf download {model_id} --cache-dir {models_dir}",
+            "hf": f"hf download {repo_id}{only} --cache-dir {models_dir}",
         },
         "models_dir": models_dir,
     }
