@@ -236,3 +236,27 @@ def test_an_unreadable_header_counts_the_file_only(
     assert "could not read the GGUF header of odd-Q4_K_M.gguf" in caplog.text
     assert "counts the file size only" in caplog.text
     assert wait_for(started.json()["job_id"])["status"] == "complete"
+
+
+def test_a_dripping_header_ends_at_its_deadline(
+    client: TestClient,
+    services: Services,
+    hub: Hub,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hub sending a byte now and then (each read inside the stall timeout) holds the
+    download request no longer than the header's deadline; the check then counts the file."""
+    monkeypatch.setattr("talktuah.downloads.gguf_header.HEADER_DEADLINE", 0.5)
+    padding = _string("general.description") + struct.pack("<I", 8) + _string("x" * 60_000)
+    hub.add_repo("org/drip-GGUF", {"drip-Q8_0.gguf": _header(LLAMA[0], padding, *LLAMA[1:])})
+    hub.faults.throttle_bps = 20_000
+    services.downloads.memory = lambda: 10 * MiB
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="talktuah.downloads.fit"):
+        answer = client.post(
+            "/api/download-model", params={"model_id": "org/drip-GGUF:Q8_0", "auto": "true"}
+        )
+    assert answer.status_code == 202, answer.text
+    assert "to arrive): the RAM check counts the file size only" in caplog.text
+    assert time.monotonic() - started < 2.5  # the whole header would take 3 s

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ MAX_KEY_BYTES = 64 * 1024
 MAX_KEPT_ARRAY = 65_536
 """Longest per-layer array (`head_count_kv` of some models) we keep; longer ones are skipped."""
 _READ_CHUNK = 64 * 1024
+HEADER_DEADLINE = 30.0
+"""Seconds a header read may take in all: a hub dripping a byte per read timeout must not
+hold a download request for hours."""
 
 # GGUF value types: (struct format, size) of the fixed-size ones.
 _FIXED = {
@@ -250,9 +254,17 @@ def fetch_shape(
     url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint)
     headers = build_hf_headers(token=token or False)
     headers["Range"] = f"bytes=0-{MAX_HEADER_BYTES - 1}"
+    deadline = time.monotonic() + HEADER_DEADLINE
     with get_session().stream(
         "GET", url, headers=headers, follow_redirects=True, timeout=timeout
     ) as response:
         if response.status_code not in (200, 206):
             raise HeaderError(f"the hub answered {response.status_code} for its first bytes")
-        return parse_shape(response.iter_bytes(_READ_CHUNK))
+        return parse_shape(_until(deadline, response.iter_bytes()))  # as the bytes arrive
+
+
+def _until(deadline: float, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise HeaderError(f"its first bytes took over {HEADER_DEADLINE:.0f} s to arrive")
+        yield chunk
