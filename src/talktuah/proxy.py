@@ -215,6 +215,8 @@ class EngineProxy:
             _check_messages(body["messages"])
         served = await self._engine_model()
         requested = body.get("model") or served
+        if requested != served and _same_quant(requested, served):
+            requested = served
         if requested != served:
             raise ModelNotServedError(
                 f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
@@ -222,9 +224,10 @@ class EngineProxy:
             )
         payload = dict(body, model=self.supervisor.driver.served_name(served), stream=stream)
         if stream:
+            drop_usage = _ask_for_usage(self.supervisor.driver, path, payload)
             release = open_stream() if open_stream is not None else _nothing
             try:
-                return await self._stream(path, payload, requested, release)
+                return await self._stream(path, payload, requested, release, drop_usage)
             except BaseException:
                 release()
                 raise
@@ -318,7 +321,12 @@ class EngineProxy:
         )
 
     async def _stream(
-        self, path: str, payload: dict[str, Any], requested: str, release: Callable[[], None]
+        self,
+        path: str,
+        payload: dict[str, Any],
+        requested: str,
+        release: Callable[[], None],
+        drop_usage: bool = False,
     ) -> Response:
         started = time.perf_counter()
         response = await self._send("POST", path, payload, stream=True)
@@ -342,11 +350,35 @@ class EngineProxy:
                 await close()
             return self._engine_error(response.status_code, text)
         return EngineStream(
-            _rewrite_sse(response, requested, self._count_usage),
+            _rewrite_sse(response, requested, self._count_usage, drop_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             on_close=close,
         )
+
+
+def _same_quant(requested: object, served: str) -> bool:
+    """`org/repo:q8_0` asked while `org/repo:Q8_0` serves: quant tags are case-insensitive."""
+    if not isinstance(requested, str) or ":" not in requested:
+        return False
+    repo, _, tag = requested.partition(":")
+    return f"{repo}:{tag.upper()}" == served
+
+
+def _ask_for_usage(driver: object, path: str, payload: dict[str, Any]) -> bool:
+    """Ask an engine that reports stream usage only on request for it (the token metrics);
+    True when the client did not ask, so the extra usage-only chunk must not reach it."""
+    if not getattr(driver, "stream_usage_on_request", False) or path not in _USAGE_PATHS:
+        return False
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}  # fmt: skip
+    return True
+
+
+_USAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 
 def _check_messages(messages: list[Any]) -> None:
@@ -372,7 +404,10 @@ _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
 async def _rewrite_sse(
-    response: httpx.Response, requested: str, count_usage: Callable[[object], None]
+    response: httpx.Response,
+    requested: str,
+    count_usage: Callable[[object], None],
+    drop_usage: bool = False,
 ) -> AsyncGenerator[bytes, None]:
     """Pass SSE events through as they arrive, with our model id, ending in `[DONE]`.
 
@@ -392,13 +427,13 @@ async def _rewrite_sse(
         *lines, pending = (pending + raw).split(b"\n")
         out = []
         for line in lines:
-            piece = _rewrite_line(line, model_field, requested, count_usage)
+            piece = _rewrite_line(line, model_field, requested, count_usage, drop_usage)
             done = done or piece == _DONE
             out.append(piece)
         if out:
             yield b"".join(out)
     if pending.strip():
-        piece = _rewrite_line(pending, model_field, requested, count_usage)
+        piece = _rewrite_line(pending, model_field, requested, count_usage, drop_usage)
         done = done or piece == _DONE
         yield piece
     if not done:
@@ -409,7 +444,11 @@ _DONE = b"data: [DONE]\n\n"
 
 
 def _rewrite_line(
-    line: bytes, model_field: bytes, requested: str, count_usage: Callable[[object], None]
+    line: bytes,
+    model_field: bytes,
+    requested: str,
+    count_usage: Callable[[object], None],
+    drop_usage: bool = False,
 ) -> bytes:
     line = line.rstrip(b"\r")
     if not line.startswith(b"data:"):
@@ -425,7 +464,9 @@ def _rewrite_line(
     except ValueError:
         return b"data: " + data + b"\n\n"
     if isinstance(event, dict):
+        count_usage(event.get("usage"))
+        if drop_usage and event.get("choices") == [] and "usage" in event:
+            return b""  # the usage-only chunk we asked for, which the client did not
         if "model" in event:
             event["model"] = requested
-        count_usage(event.get("usage"))
     return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()

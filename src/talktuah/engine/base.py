@@ -37,6 +37,10 @@ class EngineDriver(ABC):
     #: killed process: it may then be killed outright whenever no request is in flight to
     #: it, instead of waiting for its shutdown (stop(idle=True)).
     kill_when_idle: bool = False
+    #: True when the engine reports usage in a stream only if asked
+    #: (`stream_options.include_usage`): the proxy asks, for the token metrics, and drops
+    #: the extra usage chunk when the client did not ask (llama.cpp's server).
+    stream_usage_on_request: bool = False
 
     @property
     @abstractmethod

@@ -7,6 +7,14 @@ from .base import EngineDriver
 
 
 def make_driver(settings: Settings) -> EngineDriver:
+    if settings.engine == "auto":
+        from .auto import AutoDriver
+
+        return AutoDriver(settings)
+    if settings.engine == "llamacpp":
+        from .llamacpp import LlamaCppDriver
+
+        return LlamaCppDriver(settings, executable=settings.engine_executable)
     if settings.engine == "vllm":
         from .vllm import VllmDriver
 

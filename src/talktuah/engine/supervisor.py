@@ -32,7 +32,7 @@ from ..errors import (
     SwitchNotSupportedError,
 )
 from ..state import StateDB
-from ..store import ModelStore, validate_model_id
+from ..store import ModelStore, validate_model_ref
 from .base import EngineDriver, EngineState
 from .diagnosis import diagnose
 from .status import EngineStatus, Failure, FailureKind, PendingRestart
@@ -185,7 +185,7 @@ class EngineSupervisor:
         nothing — clients such as the n8n example ask on every run — unless `force`. A
         restart waiting out its backoff does not hold the engine: the switch replaces it.
         """
-        validate_model_id(model_id)
+        model_id = validate_model_ref(model_id)  # `org/repo:q8_0` is `org/repo:Q8_0`
         if not self.driver.manages_models:
             raise SwitchNotSupportedError(
                 f"The {self.driver.name} engine at {self.driver.base_url} is run outside "
