@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from ...engine.supervisor import SwitchOutcome
+from ...model_ref import resolve_model_id
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["engine"])
@@ -22,6 +23,7 @@ def switch_model(
     ] = False,
 ) -> dict[str, Any]:
     """202 while it loads; 200 at once when it serves already (or is loading) and not `force`."""
+    model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
     outcome = services.engine.switch(model_id, force=force)  # 409 for an external engine
     if outcome == SwitchOutcome.ALREADY_SERVING:
         response.status_code = status.HTTP_200_OK
