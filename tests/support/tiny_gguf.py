@@ -73,14 +73,14 @@ def write_gguf(
         writer.add_pooling_type(gguf.PoolingType.MEAN)
 
     vocab: dict[str, int] = tokenizer["model"]["vocab"]
-    specials = {t["id"]: t["content"] for t in tokenizer["added_tokens"]}
     tokens = [""] * config["vocab_size"]
     types = [gguf.TokenType.NORMAL] * config["vocab_size"]
     for text, token_id in vocab.items():
         tokens[token_id] = text
-    for token_id, text in specials.items():
-        tokens[token_id] = text
-        types[token_id] = gguf.TokenType.CONTROL
+    for added in tokenizer["added_tokens"]:
+        tokens[added["id"]] = added["content"]
+        special = added.get("special", True)
+        types[added["id"]] = gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")
