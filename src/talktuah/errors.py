@@ -28,6 +28,7 @@ TalkTuahError
 ├── EngineLoadingError         still loading after the wait            -> 503
 ├── EngineTimeoutError         the engine did not answer in time       -> 504
 ├── ModelNotServedError        a request names another model           -> 404
+├── ApiNotSupportedError       the engine lacks this agent API         -> 501
 ├── KeyNotFoundError           no API key with that id                 -> 404
 ├── InvalidKeyRequestError     bad scopes / limits / expiry            -> 422
 ├── KeyRotationError           the admin key comes from the environment -> 409
@@ -196,6 +197,18 @@ class EngineTimeoutError(TalkTuahError):
 
 class ModelNotServedError(ModelNotFoundError):
     """The request names a model that is not the one being served."""
+
+
+class ApiNotSupportedError(TalkTuahError):
+    """The serving engine does not implement the agent API asked for (agent_apis/); the
+    message names the engines that do. Permanent until the engine changes: clients are
+    told not to retry."""
+
+    def __init__(self, message: str, *, api: str, engine: str, engines: Sequence[str]) -> None:
+        super().__init__(message)
+        self.api = api
+        self.engine = engine
+        self.engines = tuple(engines)
 
 
 class KeyNotFoundError(TalkTuahError, LookupError):

@@ -213,16 +213,8 @@ class EngineProxy:
                 raise BadRequestError(f"The request body needs '{field}' ({path}).")
         if path == "/v1/chat/completions":
             _check_messages(body["messages"])
-        served = await self._engine_model()
-        requested = body.get("model") or served
-        if requested != served and _same_quant(requested, served):
-            requested = served
-        if requested != served:
-            raise ModelNotServedError(
-                f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
-                f"Switch with POST /api/switch-model?model_id={requested}, or ask for {served!r}."
-            )
-        payload = dict(body, model=self.supervisor.driver.served_name(served), stream=stream)
+        requested, engine_name = await self.route(body)
+        payload = dict(body, model=engine_name, stream=stream)
         if stream:
             drop_usage = _ask_for_usage(self.supervisor.driver, path, payload)
             release = open_stream() if open_stream is not None else _nothing
@@ -235,6 +227,26 @@ class EngineProxy:
         upstream = await self._send("POST", path, payload)
         self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
         return self._finish(upstream, requested)
+
+    async def route(self, body: dict[str, Any]) -> tuple[str, str]:
+        """(the id the client asked for, the engine's name for it), for every API.
+
+        The one place where a request's `model` meets the engines, so that chat completions,
+        /v1/messages and /v1/responses route alike: today the one served model (waited for
+        while it loads; a quant tag in any case is that model; any other id is refused);
+        with the engine pool of [4/7] the engine for that id is picked or loaded here.
+        Answers name the model by the id asked for, not by the engine's name.
+        """
+        served = await self._engine_model()
+        requested = body.get("model") or served
+        if requested != served and _same_quant(requested, served):
+            requested = served
+        if requested != served:
+            raise ModelNotServedError(
+                f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
+                f"Switch with POST /api/switch-model?model_id={requested}, or ask for {served!r}."
+            )
+        return requested, self.supervisor.driver.served_name(served)
 
     async def _send(
         self, method: str, path: str, payload: dict[str, Any] | None, stream: bool = False
@@ -299,26 +311,7 @@ class EngineProxy:
                 self.metrics.tokens.labels(kind).inc(value)
 
     def _engine_error(self, status: int, text: str) -> JSONResponse:
-        """Engine errors as JSON; its bare `Internal Server Error` becomes a 502 with context."""
-        message = text.strip()
-        try:
-            parsed = json.loads(message)
-            detail = parsed.get("detail") or parsed.get("error") or parsed
-            if isinstance(detail, dict):
-                detail = detail.get("message", json.dumps(detail))
-            message = str(detail)
-        except (ValueError, AttributeError):
-            pass
-        if status >= 500:
-            return openai_error(
-                502, f"The engine failed on this request ({status}: {message[:300]}).",
-                "engine_error",
-            )  # fmt: skip
-        if status == 404:
-            return openai_error(404, f"The engine does not offer this: {message}", "not_found")
-        return openai_error(
-            status, f"The engine rejected the request: {message}", "invalid_request"
-        )
+        return openai_error(*engine_error(status, text))
 
     async def _stream(
         self,
@@ -355,6 +348,29 @@ class EngineProxy:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             on_close=close,
         )
+
+
+def engine_error(status: int, text: str) -> tuple[int, str, str]:
+    """(status, message, kind) for an engine's error answer, whatever shape it came in.
+
+    Its bare `Internal Server Error` becomes a 502 with context; JSON errors (`detail`,
+    OpenAI's or Anthropic's `error` object) are reduced to their message.
+    """
+    message = text.strip()
+    try:
+        parsed = json.loads(message)
+        detail = parsed.get("detail") or parsed.get("error") or parsed
+        if isinstance(detail, dict):
+            detail = detail.get("message", json.dumps(detail))
+        message = str(detail)
+    except (ValueError, AttributeError):
+        pass
+    if status >= 500:
+        failed = f"The engine failed on this request ({status}: {message[:300]})."
+        return 502, failed, "engine_error"
+    if status == 404:
+        return 404, f"The engine does not offer this: {message}", "not_found"
+    return status, f"The engine rejected the request: {message}", "invalid_request"
 
 
 def _same_quant(requested: object, served: str) -> bool:

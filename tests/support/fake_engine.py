@@ -14,6 +14,12 @@ printing this file: a real engine's traceback), FAKE_ENGINE_FAIL_ONLY (a model i
 failures apply to it alone), FAKE_ENGINE_REPLY_DELAY (s before answering a chat),
 FAKE_ENGINE_EVENTS (a file to which it appends what happened).
 
+It also answers the agent APIs as llama.cpp's server and vLLM do (`/v1/messages`,
+`/v1/messages/count_tokens`, `/v1/responses`, streamed and not), with fixed bytes the tests
+compare TalkTuah's answers with: `agent_stream(path, model, count)` is what it streams.
+Under the transformers driver TalkTuah never sends them (transformers serve has no
+/v1/messages); tests run it as `vllm serve` (TALKTUAH_ENGINE=vllm) to reach them.
+
 SIGTERM is graceful, as uvicorn's: stop accepting, let the answers in flight finish, exit.
 """
 
@@ -35,6 +41,105 @@ def record(event: str) -> None:
     if path:
         with open(path, "a") as handle:
             handle.write(event + "\n")
+
+
+def _sse(kind: str, data: dict[str, object]) -> bytes:
+    """One event as llama.cpp's server writes it: its `event:` line, then compact JSON."""
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _message_events(model: str, count: int) -> list[bytes]:
+    usage = {"input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": 0}
+    message = {
+        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+        "model": model, "stop_reason": None, "usage": usage,
+    }  # fmt: skip
+    block = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "text", "text": ""}}  # fmt: skip
+    events = [
+        _sse("message_start", {"type": "message_start", "message": message}),
+        _sse("content_block_start", block),
+        _sse("ping", {"type": "ping"}),
+        b": a comment the engine sent\n\n",
+    ]
+    for i in range(count):
+        delta = {"type": "content_block_delta", "index": 0,
+                 "delta": {"type": "text_delta", "text": f"t{i} "}}  # fmt: skip
+        events.append(_sse("content_block_delta", delta))
+    end = {"type": "message_delta", "usage": {"output_tokens": count},
+           "delta": {"stop_reason": "max_tokens", "stop_sequence": None}}  # fmt: skip
+    return [
+        *events,
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse("message_delta", end),
+        _sse("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def _response(model: str, status: str, text: str = "", count: int = 0) -> dict[str, object]:
+    """A Responses `response` object; its metadata names a "model" too, as a client's may."""
+    response: dict[str, object] = {
+        "id": "resp_fake", "object": "response", "model": model, "status": status,
+        "output": [], "metadata": {"model": "not the model: metadata"},
+    }  # fmt: skip
+    if status == "completed":
+        content = [{"type": "output_text", "text": text}]
+        response["output"] = [{"id": "msg_fake", "type": "message", "role": "assistant",
+                               "content": content}]  # fmt: skip
+        response["usage"] = {"input_tokens": 3, "output_tokens": count,
+                             "total_tokens": 3 + count}  # fmt: skip
+    return response
+
+
+def _response_events(model: str, count: int) -> list[bytes]:
+    item = {"id": "msg_fake", "type": "message", "content": []}
+    created = {"type": "response.created", "response": _response(model, "in_progress")}
+    events = [
+        _sse("response.created", created),
+        _sse("response.output_item.added", {"type": "response.output_item.added", "item": item}),
+    ]
+    for i in range(count):
+        delta = {"type": "response.output_text.delta", "item_id": "msg_fake", "delta": f"t{i} "}
+        events.append(_sse("response.output_text.delta", delta))
+    text = "".join(f"t{i} " for i in range(count))
+    done = {"type": "response.completed", "response": _response(model, "completed", text, count)}
+    return [*events, _sse("response.completed", done)]
+
+
+def agent_stream(path: str, model: str, count: int) -> list[bytes]:
+    """The events of a streamed agent answer, one bytes object per event, as written.
+
+    Messages: named events from `message_start` (input tokens, cached ones apart, as
+    llama.cpp reports them) to `message_stop`, with a `ping` and an SSE comment between and
+    the output tokens in `message_delta`. Responses: typed events ending `response.completed`
+    with the usage.
+    """
+    if path == "/v1/messages":
+        return _message_events(model, count)
+    return _response_events(model, count)
+
+
+def agent_answer(path: str, model: str, count: int) -> dict[str, object]:
+    """The whole (not streamed) answer of an agent API."""
+    if path == "/v1/messages/count_tokens":
+        return {"input_tokens": 7}
+    if path == "/v1/messages":
+        usage = {"input_tokens": 1, "cache_read_input_tokens": 2, "output_tokens": count}
+        return {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "fake answer"}], "stop_reason": "max_tokens",
+            "usage": usage,
+        }  # fmt: skip
+    return _response(model, "completed", "fake answer", count)
+
+
+def agent_tokens(body: dict[str, object], default: int) -> int:
+    """How many tokens an agent request asks for (`max_tokens`, `max_output_tokens`)."""
+    value = body.get("max_tokens") or body.get("max_output_tokens")
+    return value if isinstance(value, int) else default
+
+
+AGENT_PATHS = ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses")
 
 
 def main() -> None:
@@ -91,6 +196,9 @@ def main() -> None:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path in AGENT_PATHS:
+                self._agent(body)
+                return
             if self.path != "/v1/chat/completions":  # like transformers serve: no embeddings
                 self._json(404, {"detail": "Not Found"})
                 return
@@ -130,6 +238,30 @@ def main() -> None:
                          "choices": [end]}  # fmt: skip
                 self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
                 self.wfile.flush()
+                record("stream finished")
+            except (BrokenPipeError, ConnectionResetError):
+                record("client went away")
+            self.close_connection = True
+
+        def _agent(self, body: dict[str, object]) -> None:
+            record(f"{self.path} {json.dumps(body, sort_keys=True)}")
+            if body.get("model") != model:
+                error = {"message": f"Server is pinned to '{model}'", "type": "invalid_request"}
+                self._json(400, {"error": error})
+                return
+            time.sleep(reply_delay)
+            name = f"{model}@main"
+            if not body.get("stream"):
+                self._json(200, agent_answer(self.path, name, agent_tokens(body, 2)))
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for event in agent_stream(self.path, name, agent_tokens(body, 5)):
+                    self.wfile.write(event)
+                    self.wfile.flush()
+                    time.sleep(0.05)
                 record("stream finished")
             except (BrokenPipeError, ConnectionResetError):
                 record("client went away")

@@ -1,4 +1,9 @@
-"""Bearer-key authentication and scope checks for every non-public route."""
+"""Key authentication and scope checks for every non-public route.
+
+The key comes as `Authorization: Bearer <key>`, or as `x-api-key: <key>`, the header
+Anthropic's clients send (Claude Code, n8n's Anthropic node); the Bearer header wins when
+both are sent. Everything after that is the same for both.
+"""
 
 from __future__ import annotations
 
@@ -24,22 +29,26 @@ async def authorize(
 ) -> Principal:
     """Who is calling (401 if nobody we know), may they (403), and not too often (429)."""
     services: Services = request.app.state.services  # not ServicesDep: one solve less per call
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        key = credentials.credentials
+    else:
+        key = request.headers.get("x-api-key") or ""
+    if not key:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail=(
-                "Missing API key. Send the header 'Authorization: Bearer <key>' with the "
-                "PROXY_API_KEY of this server (printed at first start and stored in "
-                "$TALKTUAH_HOME/api_key) or a key an admin created."
+                "Missing API key. Send the header 'Authorization: Bearer <key>' (or "
+                "'x-api-key: <key>') with the PROXY_API_KEY of this server (printed at first "
+                "start and stored in $TALKTUAH_HOME/api_key) or a key an admin created."
             ),
             headers=_CHALLENGE,
         )
     keys = services.keys
-    if keys.env_key.matches(credentials.credentials):
-        principal = keys.authenticate(credentials.credentials)  # the admin key: no database
+    if keys.env_key.matches(key):
+        principal = keys.authenticate(key)  # the admin key: no database
     else:
         # Stored keys are looked up (and now and then touched) in SQLite: off the event loop.
-        principal = await run_in_threadpool(keys.authenticate, credentials.credentials)
+        principal = await run_in_threadpool(keys.authenticate, key)
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

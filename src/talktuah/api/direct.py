@@ -22,18 +22,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import authorize, bearer
-from .routers import openai
+from .routers import agents, openai
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 #: The streaming proxy routes (every chat passes here) and their handlers, which are also
-#: declared in routers/openai.py under the same paths (a test holds the two together).
+#: declared in routers/openai.py and routers/agents.py under the same paths (a test holds
+#: the two together).
 DIRECT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): openai.chat_completions,
     ("POST", "/v1/completions"): openai.completions,
     ("POST", "/v1/embeddings"): openai.embeddings,
     ("POST", "/api/chat"): openai.chat,
+    ("POST", "/v1/messages"): agents.messages,
+    ("POST", "/v1/messages/count_tokens"): agents.count_tokens,
+    ("POST", "/v1/responses"): agents.responses,
 }
 
 

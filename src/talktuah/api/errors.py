@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..agent_apis import api_for_path
 from ..errors import (
+    ApiNotSupportedError,
     EngineError,
     EngineLoadingError,
     EngineTimeoutError,
@@ -69,6 +71,7 @@ STATUS_FOR: dict[type[TalkTuahError], int] = {
     InvalidKeyRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
     KeyRotationError: status.HTTP_409_CONFLICT,
+    ApiNotSupportedError: status.HTTP_501_NOT_IMPLEMENTED,
 }
 
 
@@ -88,6 +91,7 @@ _MEANING = {
     413: "Request body too large",
     422: "Invalid parameters",
     429: "Over the key's rate limit or stream cap (see Retry-After)",
+    501: "The serving engine does not implement this API (the message names those that do)",
     502: "The engine or the Hub failed",
     503: "The engine is still loading (see Retry-After)",
     504: "The engine did not answer in time",
@@ -115,7 +119,10 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Every error reply: `detail` for people, the request id to quote, and on the OpenAI
-    surface OpenAI's `error` object so SDKs show the message."""
+    surface OpenAI's `error` object so SDKs show the message (on /v1/messages, Anthropic's)."""
+    api = api_for_path(request.url.path)
+    if api is not None:
+        return api.error_response(code, message, kind, headers)
     body: dict[str, object] = {"detail": message, "request_id": request_id.get()}
     if request.url.path.startswith("/v1/"):
         body["error"] = {"message": message, "type": kind, "code": code}
@@ -127,6 +134,8 @@ async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if isinstance(exc, (EngineLoadingError, RateLimitedError)):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, ApiNotSupportedError):
+        headers["x-should-retry"] = "false"  # the SDKs retry 5xx; this one stays as it is
     return error_response(request, status_for(exc), str(exc), type(exc).__name__, headers)
 
 

@@ -16,6 +16,9 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/models"): Scope.INFER,
     ("POST", "/api/chat"): Scope.INFER,
     ("GET", "/api/models"): Scope.INFER,
+    ("POST", "/v1/messages"): Scope.INFER,
+    ("POST", "/v1/messages/count_tokens"): Scope.INFER,
+    ("POST", "/v1/responses"): Scope.INFER,
     # reading the model lifecycle
     ("GET", "/api/model-status"): Scope.MODELS_READ,
     ("GET", "/api/models/local"): Scope.MODELS_READ,

@@ -46,6 +46,10 @@ class AutoDriver(EngineDriver):
     def stream_usage_on_request(self) -> bool:  # type: ignore[override]
         return self.current.stream_usage_on_request
 
+    @property
+    def apis(self) -> frozenset[str]:  # type: ignore[override]
+        return self.current.apis
+
     def engine_for(self, model_id: str) -> str:
         """The engine that will run `model_id` (listings show it)."""
         return "llamacpp" if is_gguf_model(self.settings.models_dir, model_id) else "transformers"

@@ -41,6 +41,11 @@ class EngineDriver(ABC):
     #: (`stream_options.include_usage`): the proxy asks, for the token metrics, and drops
     #: the extra usage chunk when the client did not ask (llama.cpp's server).
     stream_usage_on_request: bool = False
+    #: The agent APIs the engine serves natively, which the proxy passes through as they
+    #: are: "messages" (Anthropic's /v1/messages), "count_tokens" (its
+    #: /v1/messages/count_tokens), "responses" (OpenAI's /v1/responses). Any other is
+    #: refused in that API's own error shape (agent_apis/), never translated by halves.
+    apis: frozenset[str] = frozenset()
 
     @property
     @abstractmethod

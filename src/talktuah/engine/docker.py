@@ -33,7 +33,7 @@ from ..errors import EngineError
 from .base import EngineDriver
 from .env import url_host
 from .ports import pick_port
-from .vllm import vllm_serve_args
+from .vllm import VLLM_APIS, vllm_serve_args
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ def container_spec(settings: Settings, model_id: str, port: int) -> dict[str, An
 
 class DockerDriver(EngineDriver):
     name = "docker"
+    apis = VLLM_APIS  # the container is vLLM's image
 
     def __init__(
         self,

@@ -13,6 +13,9 @@ from .base import EngineDriver
 class ExternalDriver(EngineDriver):
     name = "external"
     manages_models = False
+    #: Unknown ahead of time: requests are passed on, and a server without the API answers
+    #: its own 404, relayed in that API's error shape.
+    apis = frozenset({"messages", "count_tokens", "responses"})
 
     def __init__(self, settings: Settings) -> None:
         if not settings.engine_url:

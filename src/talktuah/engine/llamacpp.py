@@ -22,6 +22,12 @@ same arguments. Facts measured from the server, which the driver handles:
   bounded wait, then SIGKILL; idle, it is killed at once (nothing to flush).
 - It loads `-m <file in the snapshot>` (the first shard of a split model finds the rest),
   offline, without `HF_TOKEN` in its environment (env.py).
+- It serves Anthropic's `/v1/messages` (named SSE events `message_start` ... `message_stop`;
+  input tokens in `message_start`, output tokens in `message_delta`; a cache hit moves prompt
+  tokens from `input_tokens` to `cache_read_input_tokens`), `/v1/messages/count_tokens`
+  (`{"input_tokens": N}`) and OpenAI's `/v1/responses` (typed events, each with an `event:`
+  line, ending `response.completed` with the usage), streamed and not. Its errors there are
+  OpenAI-shaped (a missing `messages` is a 500); it refuses `previous_response_id`.
 """
 
 from __future__ import annotations
@@ -173,6 +179,7 @@ class LlamaCppDriver(SubprocessDriver):
     name = "llamacpp"
     kill_when_idle = True
     stream_usage_on_request = True
+    apis = frozenset({"messages", "count_tokens", "responses"})
     missing_help = (
         "Install the CPU engines with `pip install torch==2.13.0 && pip install "
         "'talktuah[cpu]'` (it brings the prebuilt xllamacpp wheel), or point "

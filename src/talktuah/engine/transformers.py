@@ -36,6 +36,10 @@ class TransformersDriver(SubprocessDriver):
     #: no child processes, writes nothing on exit, holds no shared memory. With no request
     #: in flight nothing is lost by SIGKILL, and every switch is that much faster.
     kill_when_idle = True
+    #: `transformers serve` (5.x) has /v1/responses, not /v1/messages (404). Its Responses
+    #: stream is `data:` lines only, naming the model `<id>@main`, and it streams unless
+    #: the body says `"stream": false` (the proxy always says).
+    apis = frozenset({"responses"})
     missing_help = (
         "Install the CPU engine with `pip install torch==2.13.0 && pip install "
         "'talktuah[cpu]'`, or choose another engine with TALKTUAH_ENGINE=vllm|docker|external."

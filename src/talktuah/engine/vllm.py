@@ -56,8 +56,14 @@ def vllm_command(
     return [executable, "serve", *vllm_serve_args(settings, model_id, settings.engine_host, port)]
 
 
+#: vLLM's `entrypoints/anthropic/api_router.py` serves /v1/messages and
+#: /v1/messages/count_tokens, `entrypoints/openai` /v1/responses.
+VLLM_APIS = frozenset({"messages", "count_tokens", "responses"})
+
+
 class VllmDriver(SubprocessDriver):
     name = "vllm"
+    apis = VLLM_APIS
     missing_help = (
         "Install vLLM on a CUDA machine (`pip install vllm`, in "
         "TalkTuah's environment or on PATH), run it in a container with "
