@@ -176,6 +176,9 @@ class Faults:
         self.down_status: int = 503
         self.hangup: bool = False
         """When true every connection is closed right after the request line, no response."""
+        self.ignore_range: bool = False
+        """When true file GETs ignore ``Range`` and answer 200 with the whole file, as some
+        proxies and mirrors do."""
 
     def fail_next(
         self,
@@ -239,6 +242,7 @@ class Faults:
         self.down = False
         self.down_status = 503
         self.hangup = False
+        self.ignore_range = False
 
     def pending(self) -> int:
         """Number of rule firings not yet consumed (lets a test check its faults were hit)."""
@@ -974,6 +978,9 @@ class Hub:
         h = ctx.handler
         size = f.size
         rng = _parse_range(h.headers.get("Range"), size)
+        if_range = h.headers.get("If-Range")
+        if self.faults.ignore_range or (if_range is not None and if_range != meta.get("ETag")):
+            rng = None  # RFC 9110 13.1.5: a validator that no longer matches means "send it all"
         start, end = rng if rng is not None else (0, size - 1)
         length = max(0, end - start + 1)
         status = 206 if rng is not None else 200

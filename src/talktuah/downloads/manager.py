@@ -29,6 +29,7 @@ from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
 from .plan import DownloadPlan, check_disk_space, plan_download
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress, install_cancel_hooks
+from .transfer import Checkpoints, partial_bytes
 from .worker import JobRunner, RetryPolicy, make_api
 
 logger = logging.getLogger(__name__)
@@ -196,9 +197,14 @@ class DownloadManager:
                 return RequestOutcome(job=live, created=False, model_id=model_id)
         if plan.quant is not None and self._complete_on_disk(model_id, req, plan.commit_hash):
             return RequestOutcome(None, created=False, already_complete=True, model_id=model_id)
-        check_disk_space(
-            plan, model_id, self.store.models_dir, self.settings.download_disk_margin_bytes
+        blob_ids = [f.sha256 or f.git_sha1 for f in plan.files if f.path not in plan.cached]
+        in_partials = partial_bytes(
+            self.store.models_dir, repo_id, [b for b in blob_ids if b is not None]
         )
+        check_disk_space(
+            plan, model_id, self.store.models_dir, self.settings.download_disk_margin_bytes,
+            in_partials,
+        )  # fmt: skip
         if not req.force:
             self._check_memory(plan, model_id, repo_id)
         job = self.jobs.new(
@@ -313,6 +319,7 @@ class DownloadManager:
             token=self.settings.hf_token, policy=self._policy,
             stall_timeout=self.settings.download_stall_timeout, progress=progress,
             cancel=cancel, persist=self.jobs.save,
+            checkpoints=Checkpoints(every_bytes=self.settings.download_checkpoint_bytes),
         )  # fmt: skip
         try:
             with progress.bound():  # a cancel reaches every Hub read of this thread

@@ -278,14 +278,20 @@ def _size_from_head(api: HfApi, model_id: str, commit: str, sibling: RepoSibling
     return size
 
 
-def check_disk_space(plan: DownloadPlan, model_id: str, models_dir: Path, margin: int) -> None:
-    """Fail before downloading rather than on the last shard of a 100 GB model."""
+def check_disk_space(
+    plan: DownloadPlan, model_id: str, models_dir: Path, margin: int, in_partials: int = 0
+) -> None:
+    """Fail before downloading rather than on the last shard of a 100 GB model.
+
+    `in_partials`: bytes of the plan's files already on disk in resumable partials; they are
+    neither fetched nor written again, so a resumed download needs that much less.
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(models_dir).free
-    need = plan.bytes_needed + margin
-    if need > free:
+    needed = max(0, plan.bytes_needed - in_partials)
+    if needed + margin > free:
         raise InsufficientStorageError(
-            f"Not enough disk space for {model_id}: it needs {_human(plan.bytes_needed)} "
+            f"Not enough disk space for {model_id}: it needs {_human(needed)} "
             f"(+{_human(margin)} margin) but {models_dir} has {_human(free)} free. "
             "Free space (DELETE /api/delete-model), download fewer files with "
             "allow_patterns, or point TALKTUAH_HOME at a larger disk."

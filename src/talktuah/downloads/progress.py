@@ -109,6 +109,13 @@ class JobProgress:
         with self._lock:
             self._inflight = 0
 
+    def file_resumed(self, offset: int) -> None:
+        """A transfer continues a partial: its bytes count as done at once (they are on
+        disk), but not as received (the speed is what crosses the network now)."""
+        with self._lock:
+            self._inflight = max(0, offset)
+            self._publish(force=True)
+
     def file_settled(self, size: int) -> None:
         with self._lock:
             self._settled += size

@@ -2,8 +2,10 @@
 
 Going file by file (rather than one `snapshot_download`) is what lets us skip files that are
 already complete after a crash, retry one file without restarting the others, and verify each
-LFS file's sha256 as soon as it lands. The library still does the transfer, the cache layout,
-the locking and the atomic move into `blobs/`.
+LFS file's sha256 as soon as it lands. Plain-HTTP files go through transfer.py, which resumes
+inside a file from the byte (across retries, restarts and kill -9) where the library restarts
+the file in flight from zero; Xet-backed files keep the library's path. Both leave the
+library's cache layout.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import huggingface_hub.constants as hf_constants
 from huggingface_hub import (
     HfApi,
+    HfFileMetadata,
     get_hf_file_metadata,
     hf_hub_download,
     hf_hub_url,
@@ -55,6 +59,7 @@ from .hub_data import (
 from .jobs import DownloadJob, PlannedFile
 from .plan import cached_file, is_network_error
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
+from .transfer import Checkpoints, Target, Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +127,7 @@ class JobRunner:
         progress: JobProgress,
         cancel: threading.Event,
         persist: Callable[[DownloadJob], None],
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.job = job
         # A GGUF job's model id names its quant (`org/repo:Q8_0`); the Hub and the cache
@@ -138,6 +144,11 @@ class JobRunner:
         # Git blob ids learnt from our own HEAD for regular files the file list gave none for
         # (olah lists no blob ids): what the content is then checked against.
         self._probed_sha1: dict[str, str] = {}
+        self.checkpoints = checkpoints or Checkpoints()
+        # Files whose content the resumable transfer hashed before moving them into blobs/.
+        self._verified_in_transfer: set[str] = set()
+        # Where the last transfer of each file started (the resumed offset; for tests, logs).
+        self.resumed_from: dict[str, int] = {}
 
     def run(self) -> None:
         job = self.job
@@ -158,6 +169,9 @@ class JobRunner:
                 if planned.path not in cached:
                     self._fetch(planned)
                     self.progress.file_settled(planned.size)
+                if planned.path in self._verified_in_transfer and planned.path not in job.verified:
+                    job.verified.append(planned.path)
+                    self.persist(job)
                 if planned.path not in job.verified:
                     checks.append(verifier.submit(self._verify_and_record, planned))
             for check in checks:
@@ -179,20 +193,16 @@ class JobRunner:
         for attempt in range(1, self.policy.retries + 2):
             self.progress.check()
             try:
-                expected = self._probe(planned)
-                with expect(expected):
-                    hf_hub_download(
-                        self.repo_id,
-                        planned.path,
-                        revision=job.commit_hash,
-                        cache_dir=self.models_dir,
-                        endpoint=self.endpoint,
-                        token=self.token or False,
-                        etag_timeout=self.stall_timeout,
-                        tqdm_class=self.progress.bar_class(),
-                    )
+                expected, meta = self._probe(planned)
+                if meta.xet_file_data is not None and not hf_constants.HF_HUB_DISABLE_XET:
+                    self._fetch_with_library(planned, expected)
+                else:
+                    self._fetch_resumable(planned, meta)
                 return
-            except (DownloadCancelled, DownloadInterrupted, HubDataError):
+            except DownloadCancelled:
+                self._discard_partial(planned)
+                raise
+            except (DownloadInterrupted, HubDataError, IntegrityError):
                 raise
             except LocalEntryNotFoundError as exc:
                 last = exc  # the HEAD request failed: the Hub is unreachable right now
@@ -237,7 +247,56 @@ class JobRunner:
             "network or HF_ENDPOINT, then request the download again: finished files are kept."
         )
 
-    def _probe(self, planned: PlannedFile) -> Expected:
+    def _fetch_with_library(self, planned: PlannedFile, expected: Expected) -> None:
+        """Xet-backed files keep the library's path: hf_xet fetches chunks, not byte ranges,
+        and its chunk cache is what survives a restart (docs/downloads.md)."""
+        with expect(expected):
+            hf_hub_download(
+                self.repo_id,
+                planned.path,
+                revision=self.job.commit_hash,
+                cache_dir=self.models_dir,
+                endpoint=self.endpoint,
+                token=self.token or False,
+                etag_timeout=self.stall_timeout,
+                tqdm_class=self.progress.bar_class(),
+            )
+
+    def _target(self, planned: PlannedFile, etag: str) -> Target:
+        assert self.job.commit_hash is not None
+        url = hf_hub_url(
+            self.repo_id, planned.path, revision=self.job.commit_hash, endpoint=self.endpoint
+        )
+        return Target(
+            repo_id=self.repo_id, commit=self.job.commit_hash, path=planned.path, etag=etag,
+            size=planned.size, url=url, lfs=len(etag) == 64,
+        )  # fmt: skip
+
+    def _fetch_resumable(self, planned: PlannedFile, meta: HfFileMetadata) -> None:
+        """Plain HTTP through our own resumable partial (transfer.py says why)."""
+        assert meta.etag is not None  # checked by check_metadata
+        transfer = Transfer(
+            self._target(planned, meta.etag), self.models_dir,
+            token=self.token, endpoint=self.endpoint, progress=self.progress,
+            checkpoints=self.checkpoints,
+        )  # fmt: skip
+        try:
+            transfer.run()
+        finally:
+            self.resumed_from[planned.path] = transfer.resumed_from
+        self._verified_in_transfer.add(planned.path)
+
+    def _discard_partial(self, planned: PlannedFile) -> None:
+        """A cancelled file's partial goes: the user asked for the bytes to stop."""
+        etag = planned.sha256 or planned.git_sha1 or self._probed_sha1.get(planned.path)
+        if etag is not None:
+            target = self._target(planned, etag)
+            Transfer(
+                target, self.models_dir, token=None, endpoint=None, progress=self.progress,
+                checkpoints=self.checkpoints,
+            ).discard()  # fmt: skip
+
+    def _probe(self, planned: PlannedFile) -> tuple[Expected, HfFileMetadata]:
         """One HEAD without retries before handing the file to the library; returns what the
         library's own HEAD must then agree with.
 
@@ -263,7 +322,7 @@ class JobRunner:
         if expected.etag is None and meta.etag is not None and len(meta.etag) == 40:
             self._probed_sha1[planned.path] = meta.etag
             expected = Expected(planned.path, expected.commit, meta.etag, False, self.endpoint)
-        return expected
+        return expected, meta
 
     def _verify(self, planned: PlannedFile) -> None:
         """Size, then content: sha256 for LFS files, the git blob id for the others (a
