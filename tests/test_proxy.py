@@ -8,6 +8,7 @@ import json
 import pytest
 
 from talktuah.engine.base import EngineState
+from talktuah.engine.supervisor import EngineSupervisor
 from talktuah.errors import EngineLoadingError, EngineUnavailableError
 from talktuah.services import Services
 
@@ -19,13 +20,16 @@ from .support.server import free_port
     [(EngineState.LOADING, EngineLoadingError), (EngineState.READY, EngineUnavailableError)],
 )
 def test_an_unreachable_engine_is_503_during_a_switch_else_502(
-    services: Services, state: EngineState, error: type[Exception]
+    services: Services,
+    state: EngineState,
+    error: type[Exception],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Regression (found by bench/soak.py): a request that passed the readiness check just
     before a switch stopped the engine got 502; it is a switch in progress, so 503."""
     driver = services.engine.driver
     driver.port = free_port()  # type: ignore[attr-defined]  # nothing listens there
-    services.engine._update(state=state)
+    monkeypatch.setattr(EngineSupervisor, "state", property(lambda self: state))
 
     async def send() -> None:
         try:

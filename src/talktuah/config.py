@@ -240,6 +240,38 @@ class Settings(BaseSettings):
         ge=0,
         description="First wait before restarting a dead engine, in seconds; it doubles each time.",
     )
+    load_on_demand: bool = Field(
+        True,
+        description=(
+            "A request naming a downloaded model that is not loaded loads it (and waits as "
+            "for a loading model); off: such requests get 404 until the model is loaded with "
+            "`POST /api/load-model`."
+        ),
+    )
+    max_loaded_models: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Models loaded at once, each its own engine process; a load past it evicts the "
+            "least recently used idle model."
+        ),
+    )
+    memory_budget: str = Field(
+        "75%",
+        description=(
+            "Memory the loaded models may use together: bytes (`8GiB`) or a percentage of "
+            "RAM (a percentage applies to the CPU engines; give vLLM bytes). A load past it "
+            "evicts the least recently used idle model; `none` turns it off."
+        ),
+    )
+    keep_alive: str = Field(
+        "5m",
+        description=(
+            "How long a model other than the default stays loaded after its last request, in "
+            "Ollama's format: `5m`, `30s`, seconds, `-1` (until evicted), `0` (unload after "
+            "each request). A request's `keep_alive` overrides it for that model."
+        ),
+    )
     # JSON list in the environment
     engine_extra_args: list[str] = Field(
         default_factory=list, description="Extra engine command-line arguments, as a JSON list."

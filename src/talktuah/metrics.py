@@ -73,6 +73,27 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.model_loads = Counter(
+            "talktuah_model_loads",
+            "Model loads started (on demand, by a switch or load-model, or a forced reload)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_evictions = Counter(
+            "talktuah_model_evictions",
+            "Models unloaded to make room or after their keep-alive, by reason "
+            "(max_loaded_models, memory_budget, idle)",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.load_wait = Histogram(
+            "talktuah_model_load_wait_seconds",
+            "How long a request waited for its model to load (or for room to load it)",
+            ["model"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+
     def watch(self, read: Callable[[], Iterable[Metric]]) -> None:
         """Add gauges that `read` computes from live state at scrape time."""
         self.registry.register(_StateCollector(read))

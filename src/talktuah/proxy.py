@@ -21,7 +21,9 @@ from starlette.responses import JSONResponse, Response
 
 from .config import Settings
 from .engine.base import EngineState
-from .engine.supervisor import EngineSupervisor
+from .engine.lifecycle import InstanceState
+from .engine.pool import DEFAULT_ALIASES
+from .engine.supervisor import ROUTED, EngineSupervisor
 from .engine_client import engine_client
 from .errors import (
     EngineLoadingError,
@@ -167,8 +169,15 @@ class EngineProxy:
         return model
 
     async def models(self) -> dict[str, Any]:
-        """`/v1/models`: what TalkTuah serves, straight from the engine, ids cleaned."""
-        await self._engine_model()
+        """`/v1/models`: the downloaded models, those loaded first and marked; an external
+        engine's own list, ids cleaned."""
+        pool = self.supervisor.pool
+        if not pool.external:
+            listed = pool.model_list()
+            if not any(entry["loaded"] for entry in listed):
+                await self._engine_model()  # nothing serves: say why, as before the pool
+            return {"object": "list", "data": listed}
+        ROUTED.set(await pool.route(None))
         response = await self._send("GET", "/v1/models", None)
         body = response.json() if response.status_code == 200 else {"data": []}
         for entry in body.get("data", []):
@@ -232,31 +241,41 @@ class EngineProxy:
         """(the id the client asked for, the engine's name for it), for every API.
 
         The one place where a request's `model` meets the engines, so that chat completions,
-        /v1/messages and /v1/responses route alike: today the one served model (waited for
-        while it loads; a quant tag in any case is that model; any other id is refused);
-        with the engine pool of [4/7] the engine for that id is picked or loaded here.
-        Answers name the model by the id asked for, not by the engine's name.
+        /v1/messages and /v1/responses route alike: the engine pool picks the instance that
+        serves that id (no `model` or "default": the default model), loading it on demand
+        and waiting (bounded) while it loads; `keep_alive` is the pool's, taken out of the
+        body before the engine sees it. Answers name the model by the id asked for, not by
+        the engine's name.
         """
-        served = await self._engine_model()
-        requested = body.get("model") or served
-        if requested != served and _same_quant(requested, served):
-            requested = served
+        model = body.get("model")
+        keep_alive = body.pop("keep_alive", None)  # ours (Ollama's), not the engine's
+        instance = await self.supervisor.pool.route(model, keep_alive)
+        ROUTED.set(instance)  # `_send` and the stream's end count this engine's traffic
+        if instance.driver.manages_models:
+            requested = instance.model_id if model in DEFAULT_ALIASES else str(model)
+            if requested != instance.model_id and _same_quant(requested, instance.model_id):
+                requested = instance.model_id
+            return requested, instance.served_name
+        served = instance.served_name  # an external engine serves what it serves
+        requested = model or served
         if requested != served:
             raise ModelNotServedError(
-                f"Model {requested!r} is not being served; TalkTuah serves {served!r}. "
-                f"Switch with POST /api/switch-model?model_id={requested}, or ask for {served!r}."
+                f"Model {requested!r} is not being served; the external engine serves "
+                f"{served!r}. Ask for {served!r}, or change its model where it runs."
             )
-        return requested, self.supervisor.driver.served_name(served)
+        return str(requested), served
 
     async def _send(
         self, method: str, path: str, payload: dict[str, Any] | None, stream: bool = False
     ) -> httpx.Response:
-        url = self.supervisor.driver.base_url + path
+        routed = ROUTED.get()
+        engine = routed if routed is not None else self.supervisor
+        url = engine.driver.base_url + path
         parsed = self._urls.get(url)
         if parsed is None:  # parsed once per engine address and path, not per request
             parsed = self._urls[url] = httpx.URL(url)
         request = self.client.build_request(method, parsed, json=payload)
-        traffic = self.supervisor.traffic
+        traffic = engine.traffic
         traffic.enter()  # a streamed response leaves when `_stream` closes it
         try:
             response = await self.client.send(request, stream=stream)
@@ -279,9 +298,12 @@ class EngineProxy:
             )
         if not isinstance(exc, httpx.TransportError):
             return None
-        if self.supervisor.state == EngineState.LOADING:
+        routed = ROUTED.get()
+        if (routed is not None and routed.status.state != InstanceState.READY) or (
+            routed is None and self.supervisor.state == EngineState.LOADING
+        ):
             return EngineLoadingError(
-                "The engine is being switched to another model; retry shortly.",
+                "The engine is being switched to another model or unloaded; retry shortly.",
                 retry_after=max(1, math.ceil(self.settings.engine_health_interval * 2)),
             )
         return EngineUnavailableError(

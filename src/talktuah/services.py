@@ -49,8 +49,8 @@ class Services:
         store = ModelStore(settings.models_dir, state, engine=settings.engine)
         store.ensure_dir()
         downloads = DownloadManager(settings, state, store)
-        engine = EngineSupervisor(settings, state, store, make_driver(settings))
         metrics = Metrics()
+        engine = EngineSupervisor(settings, state, store, make_driver(settings), metrics)
         services = cls(
             settings=settings,
             api_key=api_key,
@@ -84,6 +84,9 @@ class Services:
         restarts = gauge("talktuah_engine_restarts", "Automatic engine restarts in a row")
         restarts.add_metric([], self.engine.restarts)
         yield restarts
+        loaded = gauge("talktuah_models_loaded", "Models loaded or loading, each its own engine")
+        loaded.add_metric([], self.engine.pool.loaded())
+        yield loaded
         models = gauge("talktuah_models_local", "Models in the models dir")
         models.add_metric([], len(self.store.model_ids()))
         yield models

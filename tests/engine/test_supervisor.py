@@ -86,7 +86,7 @@ def test_restarts_are_bounded(
 
 
 def test_switch_rules(make_client: MakeClient) -> None:
-    client = make_client()
+    client = make_client(load_on_demand=False)  # org/a would load beside org/b otherwise
     wait_status(client, lambda s: s["status"] == "ready")
     assert client.post("/api/switch-model", params={"model_id": "org/zzz"}).status_code == 404
     assert client.post("/api/switch-model", params={"model_id": "../x"}).status_code == 422
@@ -97,9 +97,9 @@ def test_switch_rules(make_client: MakeClient) -> None:
     ready = wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
     assert ready["current_model"] == "org/b"
     wrong = client.post("/v1/chat/completions", json=CHAT)
-    assert (
-        wrong.status_code == 404 and "Switch with POST /api/switch-model" in wrong.json()["detail"]
-    )
+    assert wrong.status_code == 404, wrong.text
+    assert "POST /api/load-model?model_id=org/a" in wrong.json()["detail"]
+    assert "TALKTUAH_LOAD_ON_DEMAND is off" in wrong.json()["detail"]
 
 
 def ready(make_client: MakeClient, **overrides: Any) -> tuple[TestClient, Services]:
@@ -117,6 +117,7 @@ def test_a_switch_kills_an_idle_engine_at_once(
     assert client.post("/v1/chat/completions", json=CHAT).status_code == 200  # in and out
     assert services.engine.traffic.idle
     switch_and_wait(client, "org/b")
+    wait_gone(old)  # the old default stops once the new one serves
     events = engine_events.read_text().splitlines()
     assert "sigterm" not in events, "nothing was in flight: no graceful stop to wait for"
     assert not Path(f"/proc/{old}").exists()
@@ -126,6 +127,7 @@ def test_a_switch_lets_a_stream_in_flight_finish(
     make_client: MakeClient, engine_events: Path
 ) -> None:
     client, services = ready(make_client)
+    old = pid(services)
     body = CHAT | {"stream": True, "max_tokens": 30}  # the stand-in: 50 ms per token
     with ThreadPoolExecutor(1) as pool:
         streamed = pool.submit(lambda: client.post("/v1/chat/completions", json=body))
@@ -140,6 +142,7 @@ def test_a_switch_lets_a_stream_in_flight_finish(
     events = [line for line in answer.text.splitlines() if line.startswith("data:")]
     assert len(events) == 30 + 2 and events[-1] == "data: [DONE]", answer.text[-300:]
     wait_status(client, lambda s: s["status"] == "ready" and s["serving_model"] == "org/b")
+    wait_gone(old)
     log = engine_events.read_text().splitlines()
     assert log.index("sigterm") < log.index("stream finished") < log.index("exited gracefully")
     assert services.engine.traffic.idle
@@ -150,7 +153,9 @@ def test_an_engine_without_kill_when_idle_always_stops_gracefully(
 ) -> None:
     client, services = ready(make_client)
     services.engine.driver.kill_when_idle = False  # as vLLM's driver: its exit cleans up
+    old = pid(services)
     switch_and_wait(client, "org/b")
+    wait_gone(old)
     log = engine_events.read_text().splitlines()
     assert log.index("sigterm") < log.index("exited gracefully")
 
@@ -165,7 +170,7 @@ def test_failed_engine_calls_leave_no_request_counted(
     assert streamed.status_code == 504
     broken = CHAT | {"stream": True, "messages": [{"role": ""}]}  # the engine's plain 500
     assert client.post("/v1/chat/completions", json=broken).status_code == 502
-    assert client.post("/v1/chat/completions", json=CHAT | {"model": "org/b"}).status_code == 404
+    assert client.post("/v1/chat/completions", json=CHAT | {"model": "org/zz"}).status_code == 404
     assert services.engine.traffic.in_flight == 0
 
 
@@ -199,6 +204,15 @@ def test_engine_quirks_are_smoothed(make_client: MakeClient) -> None:
     assert client.get("/v1/models").json()["data"][0]["id"] == "org/a"
     missing = client.post("/v1/embeddings", json={"model": "org/a", "input": "x"})
     assert missing.status_code == 404 and "does not offer" in missing.json()["detail"]
+
+
+def wait_gone(process: int | None, timeout: float = 20) -> None:
+    """Wait until `process` has exited: a switch stops the old default after the new one
+    serves, no longer before it loads."""
+    deadline = time.monotonic() + timeout
+    while process is not None and Path(f"/proc/{process}").exists():
+        assert time.monotonic() < deadline, f"engine {process} still runs"
+        time.sleep(0.05)
 
 
 def pid(services: Services) -> int | None:
@@ -280,7 +294,7 @@ def test_a_rolled_back_switch_reads_as_serving_the_previous_model(
     assert client.post("/api/switch-model", params={"model_id": "org/b"}).status_code == 202
     after = wait_status(client, lambda s: s["engine_state"] == "ready" and s["last_failure"])
     assert after["serving_model"] == after["current_model"] == "org/a" and after["model_loaded"]
-    assert after["message"].startswith("org/a was restored and serves")
+    assert after["message"].startswith("org/a still serves"), after["message"]
     failure = after["last_failure"]
     assert failure["model"] == "org/b" and failure["kind"] == "switch"
     assert failure["cause"] == "TypeError: 'NoneType' object is not subscriptable"

@@ -1,80 +1,53 @@
-"""EngineSupervisor: what is served, whether it is healthy, and what happens when it is not.
+"""EngineSupervisor: the default model — what `switch-model` changes and
+`/api/model-loading-status` reports — on top of the engine pool.
 
-States: `stopped` (nothing served), `loading` (an engine is starting with a model),
-`ready` (it serves the active model), `failed` (it died or would not load). A switch loads
-the new model and makes it active in state only once the engine serves it; if it will not
-load, the previous model is loaded again and the failure is reported with the engine's log.
-An engine that dies unexpectedly is restarted with backoff, a bounded number of times; a
-switch asked for during a backoff replaces the restart.
+Each loaded model is an `EngineInstance` in the `EnginePool` (pool.py), with its own state
+machine (lifecycle.py) and command loop (instance.py); restarts with backoff happen there.
+What is left here is the default model's contract, kept from the single-engine days: it
+is loaded at start and pinned; a switch loads the new model beside it (making room under
+the limits, unpinning the old one so it may go), makes the new one the default once it
+serves, then unloads the old one; a switch that fails leaves the old one serving (loaded
+again if it had to make room) and a failure notice to read and dismiss.
 
-All of it lives in one immutable `EngineStatus` (status.py), replaced whole under `_lock`;
-`_busy` is held only while the engine is being loaded or stopped.
+No thread is started per switch: the switch posts a `Load` and the outcome arrives as the
+instance's status changes (`_on_instance`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
-import httpx
-
 from ..config import Settings
 from ..errors import (
-    EngineError,
     ModelNotFoundError,
     ModelNotReadyError,
     SwitchInProgressError,
     SwitchNotSupportedError,
 )
+from ..metrics import Metrics
 from ..state import StateDB
 from ..store import ModelStore, validate_model_ref
 from .base import EngineDriver, EngineState
-from .diagnosis import diagnose
-from .status import EngineStatus, Failure, FailureKind, PendingRestart
+from .budget import NoRoom
+from .instance import EngineInstance, Traffic
+from .lifecycle import InstanceState, InstanceStatus
+from .pool import EnginePool
+from .status import EngineStatus, Failure, FailureKind
 
 logger = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 40
-#: How often a loading engine is asked whether it serves yet: every switch waits half of
-#: this on average after the engine is ready (bench/switch.py); the question is two
-#: loopback GETs, refused at once while the engine is not listening yet.
-LOAD_POLL_SECONDS = 0.05
-#: How long a switch waits for the engine held by something brief (a health check) before
-#: it answers 409; a load in progress is answered at once.
-BUSY_WAIT_SECONDS = 2.0
+#: The instance the request being handled was routed to (set by `EngineProxy.route`), so
+#: that `supervisor.driver` and `supervisor.traffic` name that request's engine in the code
+#: that forwards it, and the default model's anywhere else.
+ROUTED: ContextVar[EngineInstance | None] = ContextVar("talktuah_routed", default=None)
 
-
-class LoadFailed(Exception):
-    """The engine did not come up serving the model; the message says why."""
-
-
-class Traffic:
-    """How many requests TalkTuah has in flight to the engine.
-
-    A stop with none in flight need not be graceful (`EngineDriver.kill_when_idle`). The
-    proxy counts on the event loop, the supervisor reads from its own threads: one writer
-    and an int read, so no lock. A request that gets past the proxy's readiness check in
-    the instant before a switch begins may find the engine gone: it gets the same 503
-    "being switched, retry" as one sent to an engine that is shutting down.
-    """
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-
-    def enter(self) -> None:
-        self.in_flight += 1
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-
-    @property
-    def idle(self) -> bool:
-        return self.in_flight == 0
+__all__ = ["ROUTED", "EngineSupervisor", "SwitchOutcome", "Traffic"]
 
 
 class SwitchOutcome(StrEnum):
@@ -85,108 +58,186 @@ class SwitchOutcome(StrEnum):
     SWITCHING = "switching"
 
 
+_ENGINE_STATE = {
+    InstanceState.LOADING: EngineState.LOADING,
+    InstanceState.READY: EngineState.READY,
+    InstanceState.FAILED: EngineState.FAILED,
+    InstanceState.RESTARTING: EngineState.FAILED,  # the API's meaning: down, restart pending
+    InstanceState.UNLOADING: EngineState.STOPPED,
+    InstanceState.STOPPED: EngineState.STOPPED,
+}
+
+
 class EngineSupervisor:
     def __init__(
-        self, settings: Settings, state: StateDB, store: ModelStore, driver: EngineDriver
+        self,
+        settings: Settings,
+        state: StateDB,
+        store: ModelStore,
+        driver: EngineDriver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = state
         self.store = store
-        self.driver = driver
-        self._lock = threading.Lock()  # guards replacing `_status`
-        self._status = EngineStatus()
-        self._busy = threading.Lock()  # held by whoever is loading or stopping the engine
-        self._stop = threading.Event()
-        self._monitor: threading.Thread | None = None
-        self._http = httpx.Client(timeout=5)
-        self.traffic = Traffic()
+        self.pool = EnginePool(settings, store, metrics or Metrics())
+        if driver is not None:
+            self.pool.template = driver
+        self.pool.listeners.append(self._on_instance)
+        self._lock = threading.Lock()
+        self._switching: str | None = None  # the model a switch (or rollback) loads
+        self._switch_from: str | None = None  # the default when the switch began
+        self._switch_since: float | None = None
+        self._restoring = False  # the switch failed and the old default is loading again
+        self._notice: Failure | None = None  # a switch that failed, until dismissed
+        self._switch_failed = False
+        self._message = "No model is active yet."
+        self._idle_traffic = Traffic()
 
     # -- what clients see ------------------------------------------------------------------
 
+    def _default(self) -> EngineInstance | None:
+        key = "" if self.pool.external else self.pool.default_id
+        return self.pool.instances.get(key) if key is not None else None
+
+    @property
+    def driver(self) -> EngineDriver:
+        """The routed request's engine (see ROUTED), else the default model's, else the
+        configured kind (its name, `manages_models`)."""
+        instance = ROUTED.get() or self._default()
+        return instance.driver if instance is not None else self.pool.template
+
+    @property
+    def traffic(self) -> Traffic:
+        instance = ROUTED.get() or self._default()
+        return instance.traffic if instance is not None else self._idle_traffic
+
     @property
     def current(self) -> EngineStatus:
-        """The status now: one immutable value, safe to read field by field."""
-        return self._status
+        """The default model's status as one immutable value, in the API's terms."""
+        instance = self._default()
+        status = instance.status if instance is not None else None
+        with self._lock:
+            switching, since, notice = self._switching, self._switch_since, self._notice
+            switch_failed, message = self._switch_failed, self._message
+        if switching is not None:
+            target = self.pool.instances.get(switching)
+            phase = target.status.phase if target is not None and target.status.phase else ""
+            return EngineStatus(
+                state=EngineState.LOADING,
+                message=target.status.message if target is not None else message,
+                loading=switching,
+                loading_since=since,
+                phase=phase or "queued",
+                failure=notice,
+            )
+        if status is None:
+            return EngineStatus(state=EngineState.STOPPED, message=message, failure=notice,
+                                switch_failed=switch_failed)  # fmt: skip
+        state = _ENGINE_STATE[status.state]
+        if instance is not None and instance.load_queued and state != EngineState.READY:
+            state = EngineState.LOADING  # the load is posted; its loop takes it next
+            status = replace(status, phase=status.phase or "queued")
+        serving = None
+        if state == EngineState.READY:
+            external = instance.served_model if instance is not None else None
+            serving = external if self.pool.external else status.model_id
+        if notice is not None and state == EngineState.READY:
+            message = message if switch_failed else status.message
+        else:
+            message = status.message
+        return EngineStatus(
+            state=state,
+            message=message,
+            serving=serving,
+            loading=status.model_id if state == EngineState.LOADING else None,
+            loading_since=status.loading_since
+            or (time.monotonic() if state == EngineState.LOADING else None),
+            phase=status.phase,
+            failure=notice or status.failure,
+            switch_failed=switch_failed,
+            restarts=status.restarts,
+            restart=status.restart,
+        )
 
     @property
     def state(self) -> EngineState:
-        return self._status.state
+        return self.current.state
 
     @property
     def restarts(self) -> int:
-        return self._status.restarts
+        return self.current.restarts
 
     @property
     def model(self) -> str | None:
-        """The model the engine serves right now (None unless ready)."""
-        return self._status.serving
+        """The default model while it serves (None otherwise)."""
+        return self.current.serving
 
     def status(self) -> dict[str, Any]:
-        return self._status.to_api(engine=self.driver.name, active_model=self.db.active_model)
+        return self.current.to_api(engine=self.driver.name, active_model=self.db.active_model)
 
     def dismiss_failure(self) -> bool:
         """Forget the last failure (the person has read it); False if there was none."""
+        had = self.current.failure is not None
         with self._lock:
-            had = self._status.failure is not None
-            self._status = replace(self._status, failure=None, switch_failed=False)
+            self._notice, self._switch_failed = None, False
+        instance = self._default()
+        if instance is not None and instance.status.failure is not None:
+            instance._status = replace(instance.status, failure=None)
         return had
 
     def forget(self, model_id: str) -> None:
         """`model_id` was deleted: a failure about it no longer helps anyone."""
         with self._lock:
-            failure = self._status.failure
-            if failure is not None and failure.model_id == model_id:
-                self._status = replace(self._status, failure=None, switch_failed=False)
+            if self._notice is not None and self._notice.model_id == model_id:
+                self._notice, self._switch_failed = None, False
+        if model_id != self.db.active_model:
+            self.pool.unload(model_id, f"{model_id} was deleted.")
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Clean up after a killed predecessor, then load the active model in the background."""
-        self.driver.cleanup_orphans()
+        """Clean up after a killed predecessor, then load the default model (pinned)."""
+        self.pool.cleanup_orphans()
         active = self.db.active_model
-        if not self.driver.manages_models:
-            self._spawn(self._attach_external)
-        elif active is None:
-            self._settle(
-                EngineState.STOPPED,
+        if self.pool.external:
+            self.pool.start_external()
+            return
+        if active is None:
+            self._message = (
                 "No model is active: switch to one (`talktuah use ORG/NAME`, or "
-                "POST /api/switch-model?model_id=ORG/NAME).",
+                "POST /api/switch-model?model_id=ORG/NAME)."
             )
         elif not self._downloaded(active):
-            self._settle(
-                EngineState.STOPPED,
+            self._message = (
                 f"The active model {active} is not downloaded: "
-                f"POST /api/download-model?model_id={active}&auto=true, then switch to it.",
+                f"POST /api/download-model?model_id={active}&auto=true, then switch to it."
             )
         else:
-            self._spawn(lambda: self._switch(active, previous=None))
-        self._monitor = threading.Thread(target=self._watch, name="engine-monitor", daemon=True)
-        self._monitor.start()
+            self.pool.set_default(active)
+            self.pool.ensure(active, pinned=True, keep_alive=None)
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._busy:
-            self._stop_engine()
-            self._settle(EngineState.STOPPED, "TalkTuah is shutting down.", restart=None)
-        if self._monitor is not None:
-            self._monitor.join(5)
-        self._http.close()
+        self.pool.stop()
+        self._message = "TalkTuah is shutting down."
 
     def unload(self, reason: str) -> None:
-        """Stop serving (the active model was deleted, say)."""
-        with self._busy:
-            self._stop_engine()
-            self._settle(EngineState.STOPPED, reason, restart=None)
+        """Stop serving the default model (it was deleted, say)."""
+        active = self.db.active_model
+        self._message = reason
+        if active is not None:
+            self.pool.unload(active, reason)
 
     def switch(self, model_id: str, *, force: bool = False) -> SwitchOutcome:
-        """Start loading `model_id` in the background; raise at once if it cannot be tried.
+        """Make `model_id` the default model, loading it if it is not loaded.
 
-        Asking for the model that serves (or is loading) is answered at once and loads
+        Asking for the default while it serves (or loads) is answered at once and loads
         nothing — clients such as the n8n example ask on every run — unless `force`. A
-        restart waiting out its backoff does not hold the engine: the switch replaces it.
+        model loaded on demand becomes the default at once. A restart waiting out its
+        backoff does not hold anything: the load supersedes it.
         """
         model_id = validate_model_ref(model_id)  # `org/repo:q8_0` is `org/repo:Q8_0`
-        if not self.driver.manages_models:
+        if self.pool.external:
             raise SwitchNotSupportedError(
                 f"The {self.driver.name} engine at {self.driver.base_url} is run outside "
                 "TalkTuah: change its model there (TALKTUAH_ENGINE=transformers|vllm|docker "
@@ -198,57 +249,105 @@ class EngineSupervisor:
                 f"{model_id} is not completely downloaded. Wait for its download "
                 "(GET /api/download-progress?model_id=...) or download it again."
             )
-        already = None if force else self._already(model_id)
-        if already is not None:
-            return already
-        # Only loads and stops hold the engine for long; a health check holds it for an
-        # instant, which a switch waits out rather than answer 409.
-        wait = 0 if self._status.state == EngineState.LOADING else BUSY_WAIT_SECONDS
-        if not self._busy.acquire(timeout=wait):
-            raise SwitchInProgressError(self._busy_message())
-        already = None if force else self._already(model_id)
-        if already is not None:  # a restart brought it back while we waited
-            self._busy.release()
-            return already
+        previous = self.db.active_model
         with self._lock:
-            now = self._status
-            previous = now.serving if now.state == EngineState.READY else None
-            self._status = replace(
-                now.loading_model(model_id, f"Switching to {model_id}."),
-                loading_since=time.monotonic(),
-                phase="queued",
-                switch_failed=False,
-            )
-        self._spawn(lambda: self._switch(model_id, previous, locked=True))
+            if self._switching is not None:
+                if self._switching == model_id and not force:
+                    return SwitchOutcome.ALREADY_LOADING
+                raise SwitchInProgressError(
+                    f"The engine is loading {self._switching}; one switch at a time. Wait "
+                    "until it is done (GET /api/model-loading-status), then switch again."
+                )
+            existing = self.pool.instances.get(model_id)
+            state = existing.status.state if existing is not None else None
+            if not force and state == InstanceState.READY:
+                self._switch_failed = False  # the request succeeded: an old failure is past
+                if model_id != previous:
+                    self._make_default(model_id, previous)
+                return SwitchOutcome.ALREADY_SERVING
+            if not force and state == InstanceState.LOADING and model_id == previous:
+                return SwitchOutcome.ALREADY_LOADING
+            self._switching, self._switch_from = model_id, previous
+            self._switch_since = time.monotonic()
+            self._switch_failed, self._restoring = False, False
+            if self._notice is not None and self._notice.model_id == model_id:
+                self._notice = None
+        if previous is not None and previous != model_id:
+            self.pool.set_default(previous)  # stays the default until the new one serves...
+            old = self.pool.instances.get(previous)
+            if old is not None:
+                old.pinned = False  # ...but may make room for it
+        try:
+            self.pool.ensure(model_id, pinned=True, keep_alive=None, force=force)
+        except NoRoom as full:
+            with self._lock:
+                self._switching = None
+            raise SwitchInProgressError(str(full)) from full
         return SwitchOutcome.SWITCHING
 
-    # -- internals -------------------------------------------------------------------------
+    # -- the outcome of a switch -------------------------------------------------------------
 
-    def _already(self, model_id: str) -> SwitchOutcome | None:
-        """Whether a switch to `model_id` has nothing to do."""
+    def _on_instance(self, instance: EngineInstance, status: InstanceStatus) -> None:
+        """Called by the pool on every status change of every instance."""
         with self._lock:
-            now = self._status
-            if now.state == EngineState.READY and now.serving == model_id:
-                # The request succeeded: an old failed switch is no longer its outcome.
-                self._status = replace(now, switch_failed=False)
-                return SwitchOutcome.ALREADY_SERVING
-            if now.state == EngineState.LOADING and now.loading == model_id:
-                return SwitchOutcome.ALREADY_LOADING
-        return None
+            switching = self._switching
+            if switching is None or instance.model_id != switching:
+                return
+            if status.state == InstanceState.READY:
+                self._finish_switch(instance)
+            elif status.state == InstanceState.FAILED:
+                self._fail_switch(instance, status)
+            elif status.state in (InstanceState.UNLOADING, InstanceState.STOPPED):
+                self._switching = None  # unloaded by someone while the switch waited
 
-    def _busy_message(self) -> str:
-        now = self._status
-        if now.state == EngineState.LOADING and now.loading is not None:
-            what = f"The engine is loading {now.loading}"
-        else:
-            what = "The engine is being stopped"
-        return (
-            f"{what}; one switch at a time. Wait until it is done (GET "
-            "/api/model-loading-status), then switch again."
-        )
+    def _finish_switch(self, instance: EngineInstance) -> None:
+        model_id, previous = instance.model_id, self._switch_from
+        self._switching = None
+        if self._restoring:
+            failed = self._notice.model_id if self._notice else "the model"
+            cause = self._notice.cause if self._notice else ""
+            self._message = f"{model_id} was restored and serves; {failed} failed to load: {cause}"
+            self._switch_failed = True
+            self.pool.set_default(model_id)
+            return
+        self._notice, self._switch_failed = None, False
+        self._make_default(model_id, previous)
 
-    def _spawn(self, target: Any) -> None:
-        threading.Thread(target=target, name="engine-switch", daemon=True).start()
+    def _make_default(self, model_id: str, previous: str | None) -> None:
+        self.db.active_model = model_id
+        self.pool.set_default(model_id)
+        if previous is not None and previous != model_id:
+            # The switch's contract since the single-engine days: the old default stops.
+            self.pool.unload(previous, f"switched to {model_id}.")
+
+    def _fail_switch(self, instance: EngineInstance, status: InstanceStatus) -> None:
+        previous = self._switch_from
+        failure = status.failure
+        if failure is None or self._restoring:
+            self._switching = None
+            return
+        rollback = previous is not None and previous != instance.model_id
+        if not rollback:
+            self._switching = None  # a forced reload of the default failed: it is its status
+            return
+        self._notice = replace(failure, kind=FailureKind.SWITCH)
+        self._switch_failed = True
+        assert previous is not None
+        old = self.pool.instances.get(previous)
+        if old is not None and old.status.state in (InstanceState.READY, InstanceState.LOADING):
+            old.pinned = True
+            self._switching = None
+            self._message = (
+                f"{previous} still serves; {instance.model_id} failed to load: {failure.cause}"
+            )
+            return
+        self._switching, self._restoring = previous, True
+        self.pool.set_default(previous)
+        try:  # it had to make room for the failed model: load it again
+            self.pool.ensure(previous, pinned=True, keep_alive=None)
+        except NoRoom as full:
+            self._switching = None
+            self._message = f"Restoring {previous} failed: {full}"
 
     def _downloaded(self, model_id: str) -> bool:
         try:
@@ -256,260 +355,10 @@ class EngineSupervisor:
         except ModelNotFoundError:
             return False
 
-    def _update(self, **changes: Any) -> None:
-        with self._lock:
-            self._status = replace(self._status, **changes)
-
-    def _settle(
-        self, state: EngineState, message: str, serving: str | None = None, **changes: Any
-    ) -> None:
-        with self._lock:
-            self._status = replace(self._status.settled(state, message, serving), **changes)
-
-    def _failure(self, model_id: str, reason: str, kind: FailureKind) -> Failure:
-        """What went wrong, with the engine's log read now (before the engine is stopped)."""
-        tail = self.driver.log_tail(LOG_TAIL_LINES)
-        found = diagnose(tail, reason, engine=self.driver.name, model_id=model_id)
-        return Failure(model_id, reason, tuple(tail), found.cause, found.hint, kind)
-
-    def _switch(self, model_id: str, previous: str | None, locked: bool = False) -> None:
-        if not locked:
-            self._busy.acquire()
-        try:
-            try:
-                self._load(model_id)
-            except LoadFailed as exc:
-                self._on_load_failure(model_id, previous, str(exc))
-                return
-            self.db.active_model = model_id
-            self._settle(
-                EngineState.READY,
-                f"{model_id} is loaded and serving.",
-                serving=model_id,
-                failure=None,
-                switch_failed=False,
-                restarts=0,
-            )
-        finally:
-            self._busy.release()
-
-    def _on_load_failure(self, model_id: str, previous: str | None, reason: str) -> None:
-        rollback = previous is not None and previous != model_id
-        failure = self._failure(
-            model_id, reason, FailureKind.SWITCH if rollback else FailureKind.LOAD
-        )
-        self._stop_engine()
-        logger.error("engine failed to load %s: %s", model_id, reason)
-        if previous is None or not rollback:
-            self._settle(
-                EngineState.FAILED, f"{model_id} failed to load: {failure.cause}", failure=failure
-            )
-            return
-        self._update(failure=failure)
-        try:
-            self._load(previous)
-        except LoadFailed as exc:
-            self._settle(
-                EngineState.FAILED,
-                f"{model_id} failed to load ({failure.cause}); restoring {previous} failed "
-                f"too: {exc}",
-                failure=replace(failure, kind=FailureKind.LOAD),
-            )
-            return
-        self._settle(
-            EngineState.READY,
-            f"{previous} was restored and serves; {model_id} failed to load: {failure.cause}",
-            serving=previous,
-            switch_failed=True,
-        )
-
-    def _load(self, model_id: str) -> None:
-        """Start the engine with `model_id` and wait until it serves it, or raise LoadFailed.
-
-        The phase is "starting engine" until the process answers HTTP at all, then
-        "loading weights" until its model list names the model.
-        """
-        with self._lock:
-            self._status = self._status.loading_model(model_id, f"Loading {model_id}.")
-        self._stop_engine()  # the one serving now, if any: a switch starts a new process
-        try:
-            self.driver.start(model_id)
-        except EngineError as exc:
-            raise LoadFailed(str(exc)) from exc
-        except OSError as exc:
-            raise LoadFailed(f"cannot start the engine: {exc}") from exc
-        deadline = time.monotonic() + self.settings.engine_start_timeout
-        answered = False
-        while time.monotonic() < deadline:
-            if self._stop.is_set():
-                raise LoadFailed("TalkTuah is shutting down")
-            if not self.driver.running():
-                raise LoadFailed("the engine process exited while loading")
-            serves = self._serves(model_id)
-            if serves:
-                return
-            if serves is False and not answered:
-                answered = True
-                self._update(phase="loading weights")
-            time.sleep(LOAD_POLL_SECONDS)
-        raise LoadFailed(
-            f"not serving after {self.settings.engine_start_timeout:.0f} s "
-            "(TALKTUAH_ENGINE_START_TIMEOUT)"
-        )
-
-    def _stop_engine(self) -> None:
-        self.driver.stop(idle=self.traffic.idle)
-
-    def _serves(self, model_id: str) -> bool | None:
-        """True once healthy with the model listed (it finished loading it); False while it
-        answers without that; None while nothing answers yet."""
-        try:
-            health = self._http.get(self.driver.health_url)
-        except httpx.HTTPError:
-            return None
-        try:
-            if health.status_code != 200:
-                return False
-            listed = self._http.get(f"{self.driver.base_url}/v1/models").json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        wanted = self.driver.served_name(model_id)
-        ids = {str(m.get("id", "")).split("@")[0] for m in listed.get("data", [])}
-        return wanted in ids
-
-    def _attach_external(self) -> None:
-        with self._busy:
-            if self._healthy():
-                self._settle(
-                    EngineState.READY,
-                    f"External engine at {self.driver.base_url}.",
-                    serving=self._first_model(),
-                )
-            else:
-                self._settle(
-                    EngineState.FAILED,
-                    f"The external engine at {self.driver.base_url} does not answer; check "
-                    "TALKTUAH_ENGINE_URL.",
-                )
-
-    def _first_model(self) -> str | None:
-        try:
-            data = self._http.get(f"{self.driver.base_url}/v1/models").json().get("data", [])
-        except (httpx.HTTPError, ValueError):
-            return None
-        return str(data[0]["id"]) if data else None
-
-    def _healthy(self) -> bool:
-        try:
-            return self._http.get(self.driver.health_url).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def _next_check(self) -> float:
-        """Seconds until the monitor looks again: the health interval, or a restart's due."""
-        interval = self.settings.engine_health_interval
-        pending = self._status.restart
-        if pending is not None:
-            interval = min(interval, max(0.0, pending.due - time.monotonic()))
-        return interval
-
-    def _watch(self) -> None:
-        """Health polling; restarts a dead engine with backoff, up to the configured limit.
-
-        The backoff is waited out without holding the engine, so a switch may come first.
-        """
-        while not self._stop.wait(self._next_check()):
-            if not self._busy.acquire(blocking=False):
-                continue  # a switch or restart is under way
-            try:
-                self._check()
-            except Exception:  # the monitor must outlive any single check
-                logger.exception("engine health check failed")
-            finally:
-                self._busy.release()
-
-    def _check(self) -> None:
-        now = self._status
-        if not self.driver.manages_models:
-            if now.state != EngineState.READY and self._healthy():
-                self._settle(
-                    EngineState.READY,
-                    f"External engine at {self.driver.base_url}.",
-                    serving=self._first_model(),
-                )
-            elif now.state == EngineState.READY and not self._healthy():
-                self._settle(
-                    EngineState.FAILED, f"External engine at {self.driver.base_url} is down."
-                )
-            return
-        if now.restart is not None:
-            if time.monotonic() >= now.restart.due:
-                self._restart(now.restart)
-            return
-        if now.state == EngineState.READY and not self.driver.running():
-            model = now.serving
-            assert model is not None
-            failure = self._failure(model, "the engine process died", FailureKind.CRASH)
-            self._settle(
-                EngineState.FAILED,
-                f"The engine serving {model} died unexpectedly.",
-                failure=failure,
-                switch_failed=False,
-            )
-            self._schedule_restart(model)
-
-    def _schedule_restart(self, model_id: str) -> None:
-        """Plan the next restart after its backoff, or give up past the limit."""
-        now = self._status
-        limit = self.settings.engine_restart_limit
-        if now.restarts >= limit or self._stop.is_set():
-            self._update(
-                restart=None,
-                message=f"The engine for {model_id} kept failing; gave up after {limit} "
-                f"restarts. Switch to a model to retry (`talktuah use {model_id}`, or "
-                f"POST /api/switch-model?model_id={model_id}).",
-            )
-            return
-        attempt = now.restarts + 1
-        delay = self.settings.engine_restart_backoff * 2 ** (attempt - 1)
-        logger.warning(
-            "restarting the engine for %s in %.1fs (attempt %d of %d)",
-            model_id, delay, attempt, limit,
-        )  # fmt: skip
-        pending = PendingRestart(
-            model_id, attempt, limit, at=time.time() + delay, due=time.monotonic() + delay
-        )
-        self._update(
-            restarts=attempt,
-            restart=pending,
-            message=f"{now.message} Restarting {model_id} in {delay:.0f} s (attempt {attempt} "
-            f"of {limit}); a switch to any model replaces the restart.",
-        )
-
-    def _restart(self, pending: PendingRestart) -> None:
-        model_id = pending.model_id
-        try:
-            self._load(model_id)
-        except LoadFailed as exc:
-            failure = self._failure(model_id, str(exc), FailureKind.RESTART)
-            self._stop_engine()
-            self._settle(
-                EngineState.FAILED,
-                f"Restarting {model_id} failed: {failure.cause}.",
-                failure=failure,
-                switch_failed=False,
-            )
-            self._schedule_restart(model_id)
-            return
-        self._settle(
-            EngineState.READY,
-            f"{model_id} is serving again after a restart ({pending.attempt} so far).",
-            serving=model_id,
-        )
-
     async def wait_ready(self, timeout: float) -> bool:
-        """For the proxy: wait (without blocking the loop) while the engine is loading."""
-        deadline = time.monotonic() + timeout
-        while self._status.state == EngineState.LOADING and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        return self._status.state == EngineState.READY
+        """For callers that wait for the default model while it loads (bounded)."""
+        instance = self._default()
+        if instance is None:
+            return False
+        status = await instance.wait_ready(timeout)
+        return status.state == InstanceState.READY

@@ -1,0 +1,518 @@
+"""The engine pool: every loaded model is one `EngineInstance`, and requests find theirs here.
+
+Routing is one dict lookup on the hot path (`route`): the table `_routes` maps what
+clients send as `model` (the id, and for the default model also nothing and "default") to
+the ready instances; it is rebuilt whole, under `_lock`, whenever an instance changes state,
+and read without a lock. Everything else — loading on demand, waiting for a load, making
+room under the limits, queueing when nothing can go — is the slow path, taken only when the
+lookup misses.
+
+One instance per model: concurrent first requests for a model find the instance the first
+one created (`ensure` runs under `_lock`) and wait on that one load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import Settings
+from ..errors import (
+    EngineLoadingError,
+    EngineUnavailableError,
+    InvalidParameterError,
+    ModelNotFoundError,
+    ModelNotServedError,
+    TalkTuahError,
+)
+from ..metrics import Metrics
+from ..store import ModelStore, validate_model_ref
+from .base import EngineDriver, SubprocessDriver
+from .budget import (
+    CONTEXT_HEADROOM_BYTES,
+    NoRoom,
+    Resident,
+    parse_keep_alive,
+    parse_memory_budget,
+    plan_room,
+    total_ram_bytes,
+)
+from .drivers import make_driver
+from .instance import EngineInstance, Load, Stop, Unload
+from .lifecycle import InstanceState, InstanceStatus
+from .process import ManagedProcess
+
+logger = logging.getLogger(__name__)
+
+#: How often a request queued for room looks again (the pool has no waiting list to
+#: wake: room appears when a request finishes or an instance stops, both cheap to poll).
+ROOM_POLL_SECONDS = 0.05
+DEFAULT_ALIASES = (None, "", "default")
+
+Listener = Callable[[EngineInstance, InstanceStatus], None]
+
+
+class ModelLoadFailedError(EngineUnavailableError):
+    """The model named by the request did not load; the message has the engine's log tail."""
+
+
+class PoolFullError(EngineLoadingError):
+    """No room for the model: everything that would have to go is pinned or busy."""
+
+
+def process_name(slot: int) -> str:
+    """The pidfile and log name of the instance in `slot`: the first keeps `engine` (the
+    single engine's name before the pool), so its files stay where people look."""
+    return "engine" if slot == 1 else f"engine-{slot}"
+
+
+def make_instance_driver(settings: Settings, model_id: str, slot: int) -> EngineDriver:
+    """A driver of the kind `model_id` needs (auto: llama.cpp for GGUF, else transformers),
+    with a pidfile, log and container name of its slot and, past the first, a free port."""
+    engine = settings.engine
+    update: dict[str, Any] = {}
+    if engine == "auto":
+        from .llamacpp import is_gguf_model
+
+        engine = "llamacpp" if is_gguf_model(settings.models_dir, model_id) else "transformers"
+        if engine == "llamacpp":  # TALKTUAH_ENGINE_EXECUTABLE means transformers under auto
+            update["engine_executable"] = None
+    update["engine"] = engine
+    if slot > 1:
+        update["engine_port"] = 0
+        update["docker_container_name"] = f"{settings.docker_container_name}-{slot}"
+    driver = make_driver(settings.model_copy(update=update))
+    if isinstance(driver, SubprocessDriver):
+        driver.process = ManagedProcess(settings.engine_dir, process_name(slot))
+    return driver
+
+
+class EnginePool:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ModelStore,
+        metrics: Metrics,
+        *,
+        driver_factory: Callable[[Settings, str, int], EngineDriver] = make_instance_driver,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self._driver_factory = driver_factory
+        self.template = make_driver(settings)  # names the engine before anything loads
+        self.external = not self.template.manages_models
+        self.keep_alive = parse_keep_alive(settings.keep_alive)
+        self.budget = parse_memory_budget(settings.memory_budget, total_ram_bytes())
+        self.default_id: str | None = None
+        self.listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self.instances: dict[str, EngineInstance] = {}
+        self._leaving: set[EngineInstance] = set()  # unloading: holding a slot and memory
+        self._routes: dict[str | None, EngineInstance] = {}
+        self._measured: dict[str, int] = {}  # bytes a model took when last loaded
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    async def route(self, model: object, keep_alive: object = None) -> EngineInstance:
+        """The ready instance for a request's `model`, loading it on demand (bounded wait)."""
+        if keep_alive is None and (model is None or type(model) is str):
+            instance = self._routes.get(model)
+            if instance is not None:
+                return instance
+        return await self._route_slow(model, keep_alive)
+
+    # -- the slow path ---------------------------------------------------------------------
+
+    async def _route_slow(self, model: object, keep_alive: object) -> EngineInstance:
+        if self.external:
+            return self._external_route()
+        model_id = self._resolve(model)
+        seconds = self._keep_alive(keep_alive)
+        started = time.monotonic()
+        deadline = started + self.settings.proxy_load_wait
+        waited = tried = False
+        while True:
+            instance = self.instances.get(model_id)
+            state = instance.status.state if instance is not None else InstanceState.STOPPED
+            if instance is not None and state == InstanceState.READY:
+                if keep_alive is not None and model_id != self.default_id:
+                    instance.keep_alive = seconds
+                if waited:
+                    self.metrics.load_wait.labels(model_id).observe(time.monotonic() - started)
+                return instance
+            if instance is not None and instance.loading:
+                waited = tried = True
+                await instance.wait_ready(max(0.0, deadline - time.monotonic()))
+                if instance.loading:
+                    raise EngineLoadingError(
+                        f"The engine is still loading {model_id}; retry shortly (GET /api/ps "
+                        "or /api/model-loading-status shows progress).",
+                        retry_after=self._retry_after(),
+                    )
+                continue
+            if instance is not None and state == InstanceState.FAILED and tried:
+                raise self._load_failed(instance.status)
+            if (
+                model_id == self.default_id
+                and instance is not None
+                and not self._may_load(instance)
+            ):
+                raise self._nothing_serves(instance.status)
+            self._check_loadable(model_id)
+            try:
+                self.ensure(model_id, keep_alive=seconds if keep_alive is not None else ...)
+            except NoRoom as full:
+                if time.monotonic() >= deadline:
+                    raise PoolFullError(str(full), retry_after=self._retry_after()) from full
+                waited = True
+                await asyncio.sleep(ROOM_POLL_SECONDS)
+                continue
+            waited = tried = True
+
+    def _external_route(self) -> EngineInstance:
+        instance = self.instances.get("")
+        if instance is None or instance.status.state != InstanceState.READY:
+            status = instance.status if instance else InstanceStatus("")
+            raise EngineUnavailableError(
+                f"No engine is serving ({_reported(status.state)}): {status.message}"
+            )
+        return instance
+
+    def _resolve(self, model: object) -> str:
+        if model in DEFAULT_ALIASES:
+            if self.default_id is None:
+                raise EngineUnavailableError(
+                    "No engine is serving (stopped): no default model is set. Start one with "
+                    "POST /api/switch-model?model_id=..."
+                )
+            return self.default_id
+        if not isinstance(model, str):
+            raise ModelNotServedError(f"'model' must be a model id string, not {model!r}.")
+        try:
+            return validate_model_ref(model)  # `org/repo:q8_0` is `org/repo:Q8_0`
+        except TalkTuahError as exc:
+            raise ModelNotServedError(
+                f"Model {model!r} is not a model id TalkTuah can serve ({exc}); list them "
+                "with GET /v1/models."
+            ) from exc
+
+    def _keep_alive(self, value: object) -> float | None:
+        if value is None:
+            return self.keep_alive
+        try:
+            return parse_keep_alive(value)
+        except ValueError as exc:
+            raise InvalidParameterError(f"{exc}.") from exc
+
+    def _may_load(self, instance: EngineInstance) -> bool:
+        """The default model is loaded on demand only if it is not failing: its own restarts
+        (or a switch) bring it back, not every request."""
+        return instance.status.state == InstanceState.STOPPED
+
+    def _check_loadable(self, model_id: str) -> None:
+        if model_id != self.default_id and not self.settings.load_on_demand:
+            raise ModelNotServedError(
+                f"Model {model_id!r} is not loaded and TALKTUAH_LOAD_ON_DEMAND is off: load it "
+                f"with POST /api/load-model?model_id={model_id} (`talktuah load {model_id}`), "
+                f"or switch with POST /api/switch-model?model_id={model_id}."
+            )
+        try:
+            complete = self.store.get(model_id).complete
+        except ModelNotFoundError:
+            complete = False
+        if not complete:
+            raise ModelNotServedError(
+                f"Model {model_id!r} is not downloaded; TalkTuah never pulls on its own. "
+                f"Pull it with `talktuah pull {model_id}` (or POST "
+                f"/api/download-model?model_id={model_id}), then ask again."
+            )
+
+    def _retry_after(self) -> int:
+        return max(1, math.ceil(self.settings.engine_health_interval * 2))
+
+    def _load_failed(self, status: InstanceStatus) -> ModelLoadFailedError:
+        failure = status.failure
+        tail = "\n".join(failure.log_tail[-10:]) if failure else ""
+        return ModelLoadFailedError(
+            f"{status.model_id} failed to load: {failure.cause if failure else status.message}"
+            + (f"\nThe engine's log ends:\n{tail}\n" if tail else " ")
+            + f"Fix the cause, then ask again (GET /api/ps shows it; the whole log is "
+            f"{self.settings.engine_dir}/)."
+        )
+
+    def _nothing_serves(self, status: InstanceStatus) -> EngineUnavailableError:
+        return EngineUnavailableError(
+            f"No engine is serving ({_reported(status.state)}): {status.message} "
+            "Start one with POST /api/switch-model?model_id=..."
+        )
+
+    # -- loading and unloading ---------------------------------------------------------------
+
+    def ensure(
+        self,
+        model_id: str,
+        *,
+        pinned: bool | None = None,
+        keep_alive: float | None | Any = ...,
+        force: bool = False,
+    ) -> EngineInstance:
+        """The instance for `model_id`, loading it if it is not loaded or loading; makes room
+        under the limits first (raises NoRoom when nothing can go)."""
+        with self._lock:
+            instance = self.instances.get(model_id)
+            state = instance.status.state if instance is not None else None
+            if instance is not None and (instance.loading or state == InstanceState.READY):
+                self._configure(instance, pinned, keep_alive)
+                if force:
+                    self._count_load(model_id)
+                    instance.post(Load(force=True))
+                return instance
+            residents = [
+                self._resident(other)
+                for other in self.instances.values()
+                if other is not instance and other.status.holds_process
+            ]
+            estimate = self.estimate(model_id)
+            victims = plan_room(
+                residents,
+                estimate,
+                max_loaded=self.settings.max_loaded_models,
+                budget=self.budget,
+            )
+            reason = self._eviction_reason(residents, estimate)
+            leaving = []
+            for victim in victims:
+                gone = self.instances[victim.model_id]
+                leaving.append(gone)
+                self._drop_route(gone)
+                gone.post(Unload(f"evicted to make room for {model_id} ({reason}).", reason))
+            if instance is None:
+                slot = self._free_slot()
+                instance = EngineInstance(
+                    model_id,
+                    self._driver_factory(self.settings, model_id, slot),
+                    self.settings,
+                    slot=slot,
+                    estimate_bytes=estimate,
+                    keep_alive=self.keep_alive,
+                    on_change=self._on_change,
+                )
+                self.instances[model_id] = instance
+            self._configure(instance, pinned, keep_alive)
+            self._count_load(model_id)
+        instance.post(Load(force=force, after=tuple(leaving)))
+        return instance
+
+    def unload(self, model_id: str, reason: str) -> bool:
+        """Stop `model_id`'s engine (whatever it is doing); False if it is not loaded."""
+        with self._lock:
+            instance = self.instances.get(model_id)
+            if instance is None:
+                return False
+            self._drop_route(instance)
+        instance.post(Unload(reason))
+        return True
+
+    def start_external(self) -> EngineInstance:
+        """Attach to the engine TalkTuah does not run (TALKTUAH_ENGINE=external)."""
+        with self._lock:
+            instance = EngineInstance(
+                "", self.template, self.settings, pinned=True, on_change=self._on_change
+            )
+            self.instances[""] = instance
+        instance.post(Load())
+        return instance
+
+    def cleanup_orphans(self) -> None:
+        """End every engine a killed TalkTuah left running: one pidfile per slot (and the
+        containers of this home, which the docker driver finds by label)."""
+        self.template.cleanup_orphans()
+        for pidfile in sorted(self.settings.engine_dir.glob("engine*.pid")):
+            ManagedProcess(self.settings.engine_dir, pidfile.stem).cleanup_orphan(
+                self.settings.engine_stop_timeout
+            )
+
+    def stop(self) -> None:
+        with self._lock:
+            everyone = list(self.instances.values()) + list(self._leaving)
+        for instance in everyone:
+            instance.post(Stop())
+        for instance in everyone:
+            instance.join(self.settings.engine_stop_timeout + 5)
+
+    def estimate(self, model_id: str) -> int:
+        """Bytes `model_id` will hold: as measured last time, else weights + headroom."""
+        if model_id in self._measured:
+            return self._measured[model_id]
+        try:
+            size = self.store.get(model_id).size_bytes
+        except ModelNotFoundError:
+            size = 0
+        return size + CONTEXT_HEADROOM_BYTES
+
+    def _configure(self, instance: EngineInstance, pinned: bool | None, keep_alive: Any) -> None:
+        if pinned is not None:
+            instance.pinned = pinned
+        if keep_alive is not ...:
+            instance.keep_alive = keep_alive
+
+    def _count_load(self, model_id: str) -> None:
+        self.metrics.model_loads.labels(model_id).inc()
+
+    def _resident(self, instance: EngineInstance) -> Resident:
+        state = instance.status.state
+        return Resident(
+            instance.model_id,
+            instance.footprint,
+            instance.traffic.last_used,
+            pinned=instance.pinned,
+            busy=not instance.traffic.idle or state == InstanceState.LOADING,
+        )
+
+    def _eviction_reason(self, residents: list[Resident], estimate: int) -> str:
+        if len(residents) + 1 > self.settings.max_loaded_models:
+            return "max_loaded_models"
+        return "memory_budget"
+
+    def _free_slot(self) -> int:
+        taken = {i.slot for i in self.instances.values()} | {i.slot for i in self._leaving}
+        return next(slot for slot in range(1, len(taken) + 2) if slot not in taken)
+
+    # -- keeping the routing table ------------------------------------------------------------
+
+    def _on_change(self, instance: EngineInstance, status: InstanceStatus) -> None:
+        with self._lock:
+            current = self.instances.get(instance.model_id) is instance
+            if status.state == InstanceState.UNLOADING and current:
+                del self.instances[instance.model_id]
+                self._leaving.add(instance)
+            elif status.state == InstanceState.STOPPED:
+                self._leaving.discard(instance)
+                if current:
+                    del self.instances[instance.model_id]
+                if instance.evicted:
+                    self.metrics.model_evictions.labels(instance.model_id, instance.evicted).inc()
+            if status.state == InstanceState.READY and instance.measured_bytes:
+                self._measured[instance.model_id] = instance.measured_bytes
+            self._rebuild_routes()
+        for listener in list(self.listeners):
+            listener(instance, status)
+
+    def _drop_route(self, instance: EngineInstance) -> None:
+        self._routes = {k: v for k, v in self._routes.items() if v is not instance}
+
+    def _rebuild_routes(self) -> None:
+        routes: dict[str | None, EngineInstance] = {}
+        for model_id, instance in self.instances.items():
+            if instance.status.state != InstanceState.READY:
+                continue
+            if self.external:
+                routes.update(dict.fromkeys(DEFAULT_ALIASES, instance))
+                if instance.served_model:
+                    routes[instance.served_model] = instance
+                continue
+            routes[model_id] = instance
+            if model_id == self.default_id:
+                routes.update(dict.fromkeys(DEFAULT_ALIASES, instance))
+        self._routes = routes
+
+    def set_default(self, model_id: str | None) -> None:
+        """The model for requests with no `model`: pinned; the previous one no longer is."""
+        with self._lock:
+            previous = self.instances.get(self.default_id or "")
+            if previous is not None and self.default_id != model_id:
+                previous.pinned = False
+            self.default_id = model_id
+            current = self.instances.get(model_id or "")
+            if current is not None:
+                current.pinned = True
+            self._rebuild_routes()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def loaded(self) -> int:
+        return sum(
+            1
+            for i in list(self.instances.values())
+            if i.status.state in (InstanceState.READY, InstanceState.LOADING)
+        )
+
+    def model_list(self) -> list[dict[str, Any]]:
+        """`/v1/models`: every downloaded model, the default first, then those loaded."""
+        states = {i.model_id: i.status.state for i in list(self.instances.values())}
+        ids = [m for m in self.store.model_ids() if self._complete(m)]
+
+        def order(model_id: str) -> tuple[int, str]:
+            rank = 0 if model_id == self.default_id else 1 if model_id in states else 2
+            return rank, model_id
+
+        return [
+            {
+                "id": model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "talktuah",
+                "loaded": states.get(model_id) == InstanceState.READY,
+                "state": str(states.get(model_id, "not_loaded")),
+            }
+            for model_id in sorted(ids, key=order)
+        ]
+
+    def _complete(self, model_id: str) -> bool:
+        try:
+            return self.store.get(model_id).complete
+        except ModelNotFoundError:
+            return False
+
+    def ps(self) -> list[dict[str, Any]]:
+        """`GET /api/ps`: every instance, in Ollama's shape plus our state and failure."""
+        now_wall, now = time.time(), time.monotonic()
+        rows = []
+        for instance in sorted(list(self.instances.values()), key=lambda i: i.model_id):
+            status = instance.status
+            try:
+                size = self.store.get(instance.model_id).size_bytes
+            except ModelNotFoundError:
+                size = 0
+            expires = instance.expires_at()
+            if status.state == InstanceState.READY:
+                instance.memory_bytes()
+            rows.append(
+                {
+                    "model": instance.served_model or instance.model_id,
+                    "state": str(status.state),
+                    "engine": instance.driver.name,
+                    "size_bytes": size,
+                    "memory_bytes": instance.measured_bytes,
+                    "loaded_at": _iso(status.loaded_at),
+                    "last_used_at": _iso(now_wall - (now - instance.traffic.last_used)),
+                    "expires_at": _iso(now_wall + (expires - now)) if expires else None,
+                    "pinned": instance.pinned,
+                    "in_flight": instance.traffic.in_flight,
+                    "message": status.message,
+                    "error": status.failure.to_api() if status.failure else None,
+                }
+            )
+        return rows
+
+
+def _reported(state: InstanceState) -> str:
+    """The engine states the API always had: a restart pending is `failed`."""
+    if state == InstanceState.RESTARTING:
+        return "failed"
+    if state == InstanceState.UNLOADING:
+        return "stopped"
+    return str(state)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
