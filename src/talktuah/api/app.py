@@ -17,7 +17,7 @@ from .direct import DirectRoutes
 from .docs import install_docs
 from .errors import error_responses, install_error_handlers
 from .middleware import RequestContextMiddleware
-from .routers import agents, downloads, engine, hub, keys, meta, models, openai
+from .routers import agents, downloads, engine, hub, keys, meta, models, openai, storage
 
 # Routes anyone may call; everything else needs the bearer key. The OpenAPI schema and its
 # viewers (and their scripts, api/docs.py) are public too: they describe the API but hold no
@@ -54,6 +54,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
         (models.router, (404, 409)),
         (downloads.router, (404, 409, 502, 507)),
         (hub.router, (404, 502)),
+        (storage.router, ()),
         (engine.router, (404, 409)),
         (openai.router, (400, 404, 502, 503, 504)),
         (agents.router, (400, 404, 501, 502, 503, 504)),

@@ -28,12 +28,14 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/api/downloads/{job_id}"): Scope.MODELS_READ,
     ("GET", "/api/downloads/{job_id}/events"): Scope.MODELS_READ,
     ("GET", "/api/hub/quants"): Scope.MODELS_READ,
+    ("GET", "/api/storage"): Scope.MODELS_READ,
     # changing it
     ("POST", "/api/download-model"): Scope.MODELS_WRITE,
     ("DELETE", "/api/downloads/{job_id}"): Scope.MODELS_WRITE,
     ("DELETE", "/api/delete-model"): Scope.MODELS_WRITE,
     ("POST", "/api/switch-model"): Scope.MODELS_WRITE,
     ("POST", "/api/engine/dismiss-failure"): Scope.MODELS_WRITE,
+    ("POST", "/api/storage/gc"): Scope.MODELS_WRITE,
     # keys
     ("POST", "/api/keys"): Scope.ADMIN,
     ("GET", "/api/keys"): Scope.ADMIN,

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import huggingface_hub.constants as hf_constants
-from huggingface_hub import scan_cache_dir
 
 from ..config import Settings
-from ..confine import inside
 from ..errors import TalkTuahError
 from ..quants import DEFAULT_ORDER, split_tag, with_tag
 from ..state import StateDB
+from ..storage import GcReport, LiveDownloads, StorageReport, collect, repo_folder, report
 from ..store import ModelStore, engine_for, repo_of, validate_model_ref
 from .callback_url import CallbackPolicy
 from .callbacks import CallbackSender
@@ -115,7 +114,7 @@ class DownloadManager:
         configure_library(self.settings)
         unfinished = self.jobs.unfinished()
         self.jobs.prune(self.settings.download_job_retention)
-        self._remove_orphaned_partials(self.jobs.model_ids())
+        self.collect_garbage()
         for job in unfinished:
             if job.status == JobStatus.DOWNLOADING:
                 job.status = JobStatus.QUEUED
@@ -140,22 +139,18 @@ class DownloadManager:
         self._threads.clear()
         self.callbacks.close(timeout)
 
-    def _remove_orphaned_partials(self, model_ids: set[str]) -> None:
-        """Delete `.incomplete` files that died with an earlier process.
+    def collect_garbage(self) -> GcReport:
+        """Reclaim what no download will use again (storage.py): at start, before any job
+        runs, and on `POST /api/storage/gc`. Partials of live jobs are kept, and those of
+        ended jobs for `partial_grace` seconds (a later request resumes them)."""
+        live = LiveDownloads.of(self.jobs.unfinished())
+        ours = {repo_folder(repo_of(m)) for m in self.jobs.model_ids()}
+        return collect(
+            self.store.models_dir, live=live, grace=self.settings.partial_grace, ours=ours
+        )
 
-        huggingface_hub names them `<etag>.<uuid>.incomplete`, unique per process, and never
-        reuses them, so after a restart they can only waste disk. Only models TalkTuah has
-        jobs for are touched: another tool may be downloading into the same cache.
-        """
-        if not self.store.models_dir.is_dir():
-            return
-        for partial in scan_cache_dir(self.store.models_dir).incomplete_files:
-            if not inside(self.store.models_dir, partial.file_path.parent):
-                continue  # a blobs/ folder linked elsewhere: never clean up through it
-            repo_dir = partial.file_path.parent.parent.name
-            if any(repo_dir == "models--" + repo_of(m).replace("/", "--") for m in model_ids):
-                logger.info("removing orphaned partial download %s", partial.file_path)
-                partial.file_path.unlink(missing_ok=True)
+    def storage_report(self) -> StorageReport:
+        return report(self.store.models_dir, live=LiveDownloads.of(self.jobs.unfinished()))
 
     def _mark_active(self, model_id: str) -> None:
         self.state.active_model = model_id

@@ -1,0 +1,31 @@
+"""The models dir's disk use, and reclaiming what no download will use again (storage.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from ..deps import ServicesDep
+
+router = APIRouter(prefix="/api/storage", tags=["storage"])
+
+
+@router.get("")
+async def storage_report(services: ServicesDep) -> dict[str, Any]:
+    """Bytes of the models dir in total (each file once), per model (a blob shared by two
+    revisions counted once), in partial downloads (each marked live or not), and the disk's
+    free space. `talktuah du` prints it."""
+    found = await run_in_threadpool(services.downloads.storage_report)
+    return found.to_api()
+
+
+@router.post("/gc")
+async def storage_gc(services: ServicesDep) -> dict[str, Any]:
+    """Remove partials of downloads that are not running and are older than
+    TALKTUAH_PARTIAL_GRACE, the library's leftover `.incomplete` files, stale locks and blobs
+    no snapshot links to; answers what went and the bytes reclaimed. A live download's
+    partial, a file being written and a linked blob are never touched. `talktuah gc`."""
+    done = await run_in_threadpool(services.downloads.collect_garbage)
+    return done.to_api()
