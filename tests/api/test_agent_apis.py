@@ -83,16 +83,23 @@ def test_a_whole_answer_names_the_model_asked_for_and_counts_its_tokens(
         assert sent["store"] is False  # stateless
 
 
-def test_model_routing_is_the_chat_routes(vllm_client: TestClient) -> None:
-    other = vllm_client.post("/v1/messages", json=MESSAGE | {"model": "org/b"})
-    assert other.status_code == 404
-    error = other.json()
+def test_model_routing_is_the_chat_routes(vllm_client: TestClient, engine_events: Path) -> None:
+    """The engine pool routes them as it routes chat: load on demand by `model`, the pool's
+    `keep_alive` taken out of the body, the id asked for in the answer."""
+    other = vllm_client.post("/v1/messages", json=MESSAGE | {"model": "org/b", "keep_alive": 0})
+    assert other.status_code == 200, other.text
+    assert other.json()["model"] == "org/b"
+    sent = forwarded(engine_events, "/v1/messages")[-1]
+    assert sent["model"] == "org/b" and "keep_alive" not in sent
+    missing = vllm_client.post("/v1/messages", json=MESSAGE | {"model": "org/nope"})
+    assert missing.status_code == 404
+    error = missing.json()
     assert error["type"] == "error" and error["error"]["type"] == "not_found_error"
-    assert "switch-model?model_id=org/b" in error["error"]["message"]
+    assert "talktuah pull" in error["error"]["message"]
     assert error["detail"] == error["error"]["message"] and error["request_id"]
     unnamed = vllm_client.post("/v1/responses", json={"input": "hi"})
     assert unnamed.status_code == 200 and unnamed.json()["model"] == "org/a"
-    wrong = vllm_client.post("/v1/responses", json=RESPONSE | {"model": "org/b"})
+    wrong = vllm_client.post("/v1/responses", json=RESPONSE | {"model": "org/nope"})
     assert wrong.status_code == 404 and wrong.json()["error"]["code"] == 404
 
 
@@ -196,3 +203,20 @@ def test_an_engine_without_the_api_is_the_documented_501(make_client: MakeClient
         assert "/v1/chat/completions works on every engine" in message
     responses = client.post("/v1/responses", json=RESPONSE)
     assert responses.status_code == 200 and responses.json()["model"] == "org/a"
+
+
+def test_the_model_list_speaks_anthropic_when_asked(vllm_client: TestClient) -> None:
+    """n8n's Anthropic node fills its model picker from GET /v1/models (with x-api-key and
+    anthropic-version), reading `id`, `display_name` and `created_at`."""
+    headers = {"Authorization": "", "x-api-key": key_with(vllm_client, "infer")}
+    listed = vllm_client.get("/v1/models", headers=headers | {"anthropic-version": "2023-06-01"})
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    ids = [m["id"] for m in body["data"]]
+    assert ids[0] == "org/a"  # the loaded model first, then the other downloaded ones
+    for entry in body["data"]:
+        assert entry["display_name"] == entry["id"] and entry["type"] == "model"
+        assert entry["created_at"]
+    assert (body["first_id"], body["last_id"], body["has_more"]) == (ids[0], ids[-1], False)
+    plain = vllm_client.get("/v1/models").json()
+    assert "display_name" not in plain["data"][0]

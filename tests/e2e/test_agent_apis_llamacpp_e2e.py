@@ -14,8 +14,9 @@ One server for the module; the tests run in order and the last switches the mode
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -26,12 +27,41 @@ from ..support.constants import API_KEY
 from ..support.server import TalkTuahProcess
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files
-from .test_llamacpp_e2e import ENV, switch_and_wait, wait_status
 
 pytestmark = pytest.mark.timeout(180)
 
 CHAT = "org/chat-GGUF"
 HELLO = [{"role": "user", "content": "hello there"}]
+ENV = {
+    "DEFAULT_MODEL": CHAT,
+    "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.3",
+    "TALKTUAH_ENGINE_STOP_TIMEOUT": "5",
+    "TALKTUAH_ENGINE_THREADS": "1",
+    "TALKTUAH_PROXY_LOAD_WAIT": "60",
+}
+
+
+def wait_status(
+    proc: TalkTuahProcess, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with proc.client() as client:
+            current: dict[str, Any] = client.get("/api/model-loading-status").json()
+        if done(current):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"engine never got there: {current}\n{proc.log()[-3000:]}")
+        time.sleep(0.1)
+
+
+def switch_and_wait(proc: TalkTuahProcess, model_id: str) -> dict[str, Any]:
+    with proc.client() as client:
+        answer = client.post("/api/switch-model", params={"model_id": model_id})
+    assert answer.status_code in (200, 202), answer.text
+    return wait_status(
+        proc, lambda s: s["engine_state"] == "ready" and s["serving_model"] == model_id, 90
+    )
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ Its answers, as llama.cpp's server and vLLM send them (and Anthropic documents t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from .base import AgentApi, Usage, int_or_none
@@ -34,6 +35,8 @@ ERROR_TYPES: dict[int, str] = {
     501: "invalid_request_error",  # this server cannot do it: a request to change, not retry
     503: "overloaded_error",
 }
+
+_YEAR_3000 = 32_503_680_000
 
 _INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
@@ -81,6 +84,20 @@ class CountTokens(Messages):
     path = "/v1/messages/count_tokens"
     streams = False
     counts_tokens = False
+
+
+def as_anthropic_models(listed: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI model list with Anthropic's fields added to each entry (`type`,
+    `display_name`, `created_at`) and to the list (`first_id`, `last_id`, `has_more`)."""
+    data = [entry for entry in listed.get("data", []) if isinstance(entry, dict)]
+    for entry in data:
+        created = entry.get("created")
+        sane = isinstance(created, int) and 0 <= created < _YEAR_3000  # the engine's number
+        stamp = datetime.fromtimestamp(created if sane and isinstance(created, int) else 0, UTC)
+        entry.update(type="model", display_name=entry.get("id"), created_at=stamp.isoformat())
+    ids = [entry.get("id") for entry in data]
+    return listed | {"data": data, "has_more": False, "first_id": ids[0] if ids else None,
+                     "last_id": ids[-1] if ids else None}  # fmt: skip
 
 
 MESSAGES = Messages()

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from ...agent_apis.messages import as_anthropic_models
 from ...proxy import parse_body
 from ...services import Services
 from ..auth import principal_of
@@ -51,8 +52,13 @@ async def embeddings(request: Request) -> Response:
 
 
 @router.get("/v1/models")
-async def v1_models(services: ServicesDep) -> dict[str, Any]:
-    return await services.proxy.models()
+async def v1_models(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """OpenAI's model list; with an `anthropic-version` header, also the fields Anthropic's
+    clients read (n8n's Anthropic node fills its model picker from them)."""
+    listed = await services.proxy.models()
+    if "anthropic-version" in request.headers:
+        return as_anthropic_models(listed)
+    return listed
 
 
 @router.post("/api/chat")
