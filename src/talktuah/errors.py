@@ -25,7 +25,9 @@ TalkTuahError
 ├── EngineError                the engine cannot be started            -> 500
 ├── SwitchNotSupportedError    the engine is managed elsewhere          -> 409
 ├── EngineUnavailableError     the engine is down                      -> 502
+│   └── ModelLoadFailedError   the requested model did not load (log tail) -> 502
 ├── EngineLoadingError         still loading after the wait            -> 503
+│   └── PoolFullError          no room: the loaded models are pinned/busy -> 503
 ├── EngineTimeoutError         the engine did not answer in time       -> 504
 ├── ModelNotServedError        a request names another model           -> 404
 ├── ApiNotSupportedError       the engine lacks this agent API         -> 501
@@ -189,6 +191,14 @@ class EngineLoadingError(TalkTuahError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelLoadFailedError(EngineUnavailableError):
+    """The model a request named did not load; the message has the engine's log tail."""
+
+
+class PoolFullError(EngineLoadingError):
+    """No room to load the model: every model that would have to go is pinned or busy."""
 
 
 class EngineTimeoutError(TalkTuahError):

@@ -28,6 +28,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/api/downloads/{job_id}"): Scope.MODELS_READ,
     ("GET", "/api/downloads/{job_id}/events"): Scope.MODELS_READ,
     ("GET", "/api/hub/quants"): Scope.MODELS_READ,
+    ("GET", "/api/ps"): Scope.MODELS_READ,
     ("GET", "/api/storage"): Scope.MODELS_READ,
     # changing it
     ("POST", "/api/download-model"): Scope.MODELS_WRITE,
@@ -35,6 +36,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("DELETE", "/api/delete-model"): Scope.MODELS_WRITE,
     ("POST", "/api/switch-model"): Scope.MODELS_WRITE,
     ("POST", "/api/engine/dismiss-failure"): Scope.MODELS_WRITE,
+    ("POST", "/api/load-model"): Scope.MODELS_WRITE,
+    ("POST", "/api/unload-model"): Scope.MODELS_WRITE,
     ("POST", "/api/storage/gc"): Scope.MODELS_WRITE,
     # keys
     ("POST", "/api/keys"): Scope.ADMIN,

@@ -250,7 +250,7 @@ class EngineInstance:
             self._unload(command.reason)
             return True
         if isinstance(command, Unload):
-            if command.if_idle and not self._expired():
+            if command.if_idle and not self._expired(after_request=True):
                 return False
             if command.evicted and not self.traffic.idle:
                 return False  # a request got in since the eviction was decided
@@ -285,11 +285,15 @@ class EngineInstance:
         if pending is not None:
             interval = min(interval, max(0.0, pending.due - now))
         expires = self.expires_at()
-        if expires is not None and self._status.state == InstanceState.READY:
+        if expires is not None and self.keep_alive and self._status.state == InstanceState.READY:
             interval = min(interval, max(0.01, expires - now))
         return interval
 
-    def _expired(self) -> bool:
+    def _expired(self, *, after_request: bool = False) -> bool:
+        """Whether its keep-alive has run out; keep_alive 0 runs out only as a request ends
+        (never between its load and its request)."""
+        if self.keep_alive == 0 and not after_request:
+            return False
         expires = self.expires_at()
         return expires is not None and time.monotonic() >= expires
 

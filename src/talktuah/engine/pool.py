@@ -27,8 +27,10 @@ from ..errors import (
     EngineLoadingError,
     EngineUnavailableError,
     InvalidParameterError,
+    ModelLoadFailedError,
     ModelNotFoundError,
     ModelNotServedError,
+    PoolFullError,
     TalkTuahError,
 )
 from ..metrics import Metrics
@@ -56,14 +58,6 @@ ROOM_POLL_SECONDS = 0.05
 DEFAULT_ALIASES = (None, "", "default")
 
 Listener = Callable[[EngineInstance, InstanceStatus], None]
-
-
-class ModelLoadFailedError(EngineUnavailableError):
-    """The model named by the request did not load; the message has the engine's log tail."""
-
-
-class PoolFullError(EngineLoadingError):
-    """No room for the model: everything that would have to go is pinned or busy."""
 
 
 def process_name(slot: int) -> str:
@@ -167,7 +161,7 @@ class EnginePool:
                 raise self._nothing_serves(instance.status)
             self._check_loadable(model_id)
             try:
-                self.ensure(model_id, keep_alive=seconds if keep_alive is not None else ...)
+                self.ensure(model_id)  # the request's keep_alive applies once it is routed
             except NoRoom as full:
                 if time.monotonic() >= deadline:
                     raise PoolFullError(str(full), retry_after=self._retry_after()) from full
