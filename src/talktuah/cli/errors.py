@@ -32,6 +32,8 @@ _API_TO_CLI: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] 
     (re.compile(r"GET /api/downloads\b"), "`talktuah downloads`"),
     (re.compile(r"\(?GET /api/model-loading-status\)?"), "`talktuah ps`"),
     (re.compile(r"GET /api/models/local"), "`talktuah ls`"),
+    (re.compile(r"\(?POST /api/storage/gc\)?"), "`talktuah gc`"),
+    (re.compile(r"\(?GET /api/storage\)?"), "`talktuah du`"),
     (re.compile(r"\(?POST /api/keys\)?"), "`talktuah key create`"),
     (re.compile(r"GET /api/keys"), "`talktuah key ls`"),
     (re.compile(r"(?:repeat the request |pass |with )?force=true"), "add `--force`"),

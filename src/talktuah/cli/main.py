@@ -18,6 +18,7 @@ from .chat import chat_app
 from .keys import key_app
 from .models import models_app
 from .output import CliApp, console
+from .storage import storage_app
 
 app = CliApp(
     name="talktuah",
@@ -28,6 +29,7 @@ app = CliApp(
 app.add_typer(key_app, name="key")
 app.add_typer(models_app)
 app.add_typer(chat_app)
+app.add_typer(storage_app)
 
 
 def _print_version(value: bool) -> None:
