@@ -101,8 +101,11 @@ def engine_pid(home: Path) -> int:
 
 
 def model_file(home: Path) -> str:
-    """The `-m` llama-server got (after `python -m <launcher>`)."""
-    argv: list[str] = json.loads((home / "engine" / "engine.pid").read_text())["argv"]
+    """The `-m` the llama-server running now got (after `python -m <launcher>`): each
+    loaded model has its own pidfile (engine.pid, engine-2.pid, ...); a switch stops the
+    old one after the new one serves."""
+    pidfiles = sorted((home / "engine").glob("engine*.pid"), key=lambda p: p.stat().st_mtime)
+    argv: list[str] = json.loads(pidfiles[-1].read_text())["argv"]
     start = argv.index("talktuah.engine.llamacpp_server")
     return argv[argv.index("-m", start) + 1]
 
