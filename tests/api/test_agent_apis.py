@@ -12,13 +12,16 @@ The real engine (llama.cpp) and the SDKs are in tests/e2e/test_agent_apis_llamac
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ..support.engine import MakeClient, wait_status
+from ..support.engine import MakeClient, start_client, wait_status
 from ..support.fake_engine import agent_answer, agent_stream
 from ..test_metrics import samples, value
 from .test_scopes import key_with
@@ -220,3 +223,54 @@ def test_the_model_list_speaks_anthropic_when_asked(vllm_client: TestClient) -> 
     assert (body["first_id"], body["last_id"], body["has_more"]) == (ids[0], ids[-1], False)
     plain = vllm_client.get("/v1/models").json()
     assert "display_name" not in plain["data"][0]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_body = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["org/a", "org/nope", "../x", ""]) | _json,
+        "messages": st.lists(_json, max_size=2) | _json,
+        "input": st.text(max_size=20) | _json,
+        "stream": st.booleans() | _json,
+        "max_tokens": st.integers(1, 3) | _json,
+        "previous_response_id": st.none() | st.text(max_size=5),
+        "keep_alive": _json,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    client = start_client(
+        tmp_path_factory.mktemp("agents-fuzz") / "home", engine="vllm",
+        proxy_rate_limit="100000/minute",
+    )  # fmt: skip
+    wait_status(client, lambda s: s["status"] == "ready")
+    yield client
+    client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens", "/v1/responses"])
+@given(body=_body)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_body_gets_an_answer_in_the_apis_shape(
+    fuzz_client: TestClient, path: str, body: dict[str, Any]
+) -> None:
+    """Bodies of any shape: never a 5xx of TalkTuah's own, every error in the API's shape."""
+    with fuzz_client.stream("POST", path, content=json.dumps(body)) as response:
+        raw = b"".join(response.iter_bytes())
+    assert response.status_code < 500 or response.status_code in (502, 503, 504), raw[:500]
+    if response.status_code >= 400:
+        error = json.loads(raw)
+        assert error["request_id"] and error["detail"]
+        if path.startswith("/v1/messages"):
+            assert error["type"] == "error" and error["error"]["message"]
+        else:
+            assert error["error"]["code"] == response.status_code
