@@ -1,0 +1,254 @@
+"""The engine pool through the real `talktuah serve` on llama.cpp (issue 18's "What must be
+shown", on tiny GGUF models that are ready in well under a second).
+
+Two servers for the module, each started once:
+
+- `roomy`: `org/a-GGUF` is the default model and there is room for three. Two models answer
+  alternately through the `openai` SDK with no switch and A's engine process stays the same;
+  `keep_alive` 0 and "2s" unload, the default never unloads by idle time; a killed instance
+  restarts with backoff while the other serves and a load during the backoff is accepted;
+  a truncated .gguf fails with its log tail and leaves the others alone.
+- `tight`: no default, and room for one model (TALKTUAH_MAX_LOADED_MODELS=1): A then B
+  swaps, A's process is gone. (A byte budget is not used here: a tiny llama-server's
+  measured memory is far below the estimate made before it loads, so a byte count that
+  fits exactly one is a guess about this machine.)
+
+Engine processes are told apart by their pidfiles (one per loaded model: engine.pid,
+engine-2.pid, ...) and the `-m` each llama-server got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from ..support.constants import API_KEY
+from ..support.server import TalkTuahProcess
+from ..support.tiny_gguf import tiny_gguf_bytes
+from ..support.tiny_model import install_in_cache
+
+pytestmark = pytest.mark.timeout(180)
+
+A, B, C, BAD = "org/a-GGUF", "org/b-GGUF", "org/c-GGUF", "org/bad-GGUF"
+COMMON = {
+    "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.3",
+    "TALKTUAH_ENGINE_STOP_TIMEOUT": "5",
+    "TALKTUAH_ENGINE_THREADS": "1",
+    "TALKTUAH_PROXY_LOAD_WAIT": "60",
+}
+
+
+def install(home: Path) -> Path:
+    models = home / "models" / "hub"
+    for seed, model_id in enumerate((A, B, C), start=31):
+        name = model_id.split("/")[1].split("-")[0]
+        install_in_cache(models, model_id, {f"{name}-Q4_K_M.gguf": tiny_gguf_bytes(seed)})
+    whole = tiny_gguf_bytes(34)
+    install_in_cache(models, BAD, {"bad-Q4_K_M.gguf": whole[: len(whole) // 2]})
+    return home
+
+
+def start(home: Path, env: dict[str, str]) -> TalkTuahProcess:
+    proc = TalkTuahProcess(home, api_key=API_KEY, env={**COMMON, **env})
+    proc.start()
+    return proc
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]:
+    home = install(tmp_path_factory.mktemp("pool-roomy") / "home")
+    proc = start(home, {"DEFAULT_MODEL": A, "TALKTUAH_ENGINE_RESTART_BACKOFF": "1.5"})
+    try:
+        until(lambda: ps(proc).get(A, {}).get("state") == "ready", proc, 60)
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]:
+    home = install(tmp_path_factory.mktemp("pool-tight") / "home")
+    proc = start(home, {"TALKTUAH_MAX_LOADED_MODELS": "1"})
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def until(done: Callable[[], bool], proc: TalkTuahProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never got there; /api/ps: {ps(proc)}\n{proc.log()[-3000:]}")
+        time.sleep(0.05)
+
+
+def ps(proc: TalkTuahProcess) -> dict[str, dict[str, Any]]:
+    with proc.client() as client:
+        answer = client.get("/api/ps")
+    assert answer.status_code == 200, answer.text
+    return {row["model"]: row for row in answer.json()["models"]}
+
+
+def sdk(proc: TalkTuahProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{proc.url}/v1", api_key=API_KEY, max_retries=0)
+
+
+def ask(proc: TalkTuahProcess, model: str, **extra: Any) -> str:
+    """One chat answer through the `openai` SDK; `extra` goes into the body (keep_alive)."""
+    answer = sdk(proc).chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=2,
+        extra_body=extra or None,
+    )
+    assert answer.model == model
+    return answer.choices[0].message.content or ""
+
+
+def engine_pids(home: Path) -> dict[str, int]:
+    """Model id -> pid of the llama-server serving it now, from every pidfile."""
+    pids = {}
+    for pidfile in (home / "engine").glob("engine*.pid"):
+        try:
+            record = json.loads(pidfile.read_text())
+        except (OSError, ValueError):
+            continue  # being written or removed right now
+        argv: list[str] = record["argv"]
+        begin = argv.index("talktuah.engine.llamacpp_server")  # after python's own -m
+        model_file = Path(argv[argv.index("-m", begin) + 1]).name
+        for model_id in (A, B, C, BAD):
+            if model_file.startswith(model_id.split("/")[1].split("-")[0] + "-"):
+                pids[model_id] = int(record["pid"])
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie left for its parent to reap counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def metric(proc: TalkTuahProcess, prefix: str) -> float:
+    text = httpx.get(f"{proc.url}/metrics").text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(prefix))
+
+
+# -- room for several ------------------------------------------------------------------------
+
+
+def test_two_models_answer_alternately_with_no_switch(roomy: TalkTuahProcess) -> None:
+    a_pid = engine_pids(roomy.home)[A]
+    for model in (A, B, A, B, A):
+        assert ask(roomy, model)
+    loaded = ps(roomy)
+    assert {loaded[A]["state"], loaded[B]["state"]} == {"ready"}
+    assert loaded[A]["pinned"] and not loaded[B]["pinned"]
+    assert loaded[A]["engine"] == loaded[B]["engine"] == "llamacpp"
+    assert loaded[B]["memory_bytes"] > 0 and loaded[B]["expires_at"]
+    pids = engine_pids(roomy.home)
+    assert pids[A] == a_pid and alive(a_pid), "A's engine is the same process"
+    assert pids[B] != a_pid and alive(pids[B])
+    assert metric(roomy, f'talktuah_model_loads_total{{model="{B}"}}') == 1
+    with roomy.client() as client:
+        status = client.get("/api/model-loading-status").json()
+        listed = {m["id"]: m["loaded"] for m in client.get("/v1/models").json()["data"]}
+    assert status["serving_model"] == A, "the default is still A: no switch happened"
+    assert listed[A] and listed[B] and not listed[C]
+
+
+def test_keep_alive_zero_unloads_right_after_the_answer(roomy: TalkTuahProcess) -> None:
+    assert ask(roomy, C, keep_alive=0)
+    until(lambda: C not in ps(roomy), roomy, 10)
+    assert C not in engine_pids(roomy.home)
+
+
+def test_keep_alive_two_seconds_unloads_after_two_idle_seconds(roomy: TalkTuahProcess) -> None:
+    assert ask(roomy, C, keep_alive="2s")
+    answered = time.monotonic()
+    assert ps(roomy)[C]["state"] == "ready"
+    c_pid = engine_pids(roomy.home)[C]
+    until(lambda: C not in ps(roomy), roomy, 15)
+    idle = time.monotonic() - answered
+    assert 1.5 <= idle <= 8, idle
+    until(lambda: not alive(c_pid), roomy, 10)
+
+
+def test_the_default_model_never_unloads_by_idle_time(roomy: TalkTuahProcess) -> None:
+    a_pid = engine_pids(roomy.home)[A]
+    assert ask(roomy, A, keep_alive=0)
+    assert ask(roomy, A, keep_alive="1s")
+    time.sleep(2.5)
+    row = ps(roomy)[A]
+    assert row["state"] == "ready" and row["pinned"] and row["expires_at"] is None
+    assert engine_pids(roomy.home)[A] == a_pid and alive(a_pid)
+
+
+def test_a_killed_instance_restarts_with_backoff_while_the_other_serves(
+    roomy: TalkTuahProcess,
+) -> None:
+    assert ask(roomy, B)
+    old = engine_pids(roomy.home)[B]
+    a_pid = engine_pids(roomy.home)[A]
+    os.kill(old, signal.SIGKILL)
+    until(lambda: ps(roomy)[B]["state"] == "restarting", roomy, 10)
+    assert ask(roomy, A), "the other model keeps serving during the backoff"
+    with roomy.client() as client:
+        load = client.post("/api/load-model", params={"model_id": B})
+    assert load.status_code == 202, "a load during the backoff is accepted: " + load.text
+    until(lambda: ps(roomy)[B]["state"] == "ready", roomy, 30)
+    assert engine_pids(roomy.home)[B] != old and not alive(old)
+    assert ask(roomy, B) and ask(roomy, A)
+    assert engine_pids(roomy.home)[A] == a_pid
+
+
+def test_a_model_that_fails_to_load_says_why_and_leaves_the_others_alone(
+    roomy: TalkTuahProcess,
+) -> None:
+    before = engine_pids(roomy.home)
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(roomy, BAD)
+    assert caught.value.status_code == 502
+    detail = str(caught.value.body)
+    assert f"{BAD} failed to load" in detail
+    assert "The engine's log ends:" in detail and "Fix the cause" in detail
+    loaded = ps(roomy)
+    assert loaded[BAD]["state"] == "failed" and loaded[BAD]["error"]
+    assert loaded[A]["state"] == loaded[B]["state"] == "ready"
+    after = engine_pids(roomy.home)
+    assert after[A] == before[A] and after[B] == before[B]
+    assert ask(roomy, A) and ask(roomy, B)
+
+
+# -- room for one ----------------------------------------------------------------------------
+
+
+def test_a_budget_that_fits_one_model_swaps_a_then_b(tight: TalkTuahProcess) -> None:
+    assert ask(tight, A)
+    a_pid = engine_pids(tight.home)[A]
+    assert set(ps(tight)) == {A}
+    assert ask(tight, B)
+    loaded = ps(tight)
+    assert set(loaded) == {B} and loaded[B]["state"] == "ready"
+    assert loaded[B]["memory_bytes"] == sum(r["memory_bytes"] or 0 for r in loaded.values())
+    until(lambda: not alive(a_pid), tight, 10)
+    assert A not in engine_pids(tight.home), "A's pidfile is gone with its process"
+    evictions = f'talktuah_model_evictions_total{{model="{A}",reason="max_loaded_models"}}'
+    assert metric(tight, evictions) == 1
+    assert ask(tight, A), "and back: B makes room for A"
+    assert set(ps(tight)) == {A}
