@@ -209,7 +209,9 @@ class KeyStore:
     def get(self, key_id: str) -> StoredKey:
         rows = self.state.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
         if not rows:
-            raise KeyNotFoundError(f"No API key {key_id!r}. GET /api/keys lists them.")
+            raise KeyNotFoundError(
+                f"No API key {key_id!r}. GET /api/keys lists them.", key_id=key_id
+            )
         return _from_row(rows[0])
 
     def revoke(self, key_id: str) -> StoredKey:

@@ -26,6 +26,7 @@ from .engine.pool import DEFAULT_ALIASES
 from .engine.supervisor import ROUTED, EngineSupervisor
 from .engine_client import engine_client
 from .errors import (
+    BadRequestError,
     EngineLoadingError,
     EngineTimeoutError,
     EngineUnavailableError,
@@ -43,10 +44,6 @@ _REQUIRED: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "/v1/completions": ("prompt", (str, list)),
     "/v1/embeddings": ("input", (str, list)),
 }
-
-
-class BadRequestError(ValueError):
-    """The body is not something any OpenAI-compatible engine would accept."""
 
 
 #: How deep a request body may nest. OpenAI bodies are shallow (a tool's JSON schema is the
@@ -124,10 +121,12 @@ _CONTAINERS = (dict, list)
 
 
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
-    """Our `detail` for people and curl, OpenAI's `error` object for SDKs."""
+    """An engine's error answer passed on: our `detail` for people and curl, `code` for
+    flows, OpenAI's `error` object for SDKs."""
     return JSONResponse(
         {
             "detail": message,
+            "code": engine_code(status),
             "request_id": request_id.get(),
             "error": {"message": message, "type": kind, "code": status},
         },
@@ -370,6 +369,12 @@ class EngineProxy:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             on_close=close,
         )
+
+
+def engine_code(status: int) -> str:
+    """The stable `code` of an engine's error answer passed on (after `engine_error`): the
+    engine failed (5xx, sent as 502), or it rejected the request (4xx, sent as is)."""
+    return "engine_failed" if status >= 500 else "engine_rejected"
 
 
 def engine_error(status: int, text: str) -> tuple[int, str, str]:

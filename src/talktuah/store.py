@@ -309,7 +309,9 @@ class ModelStore:
         if job_id is not None:
             raise ModelBusyError(
                 f"{model_id} is being downloaded (job {job_id}). Cancel it first with "
-                f"DELETE /api/downloads/{job_id}, then delete the model."
+                f"DELETE /api/downloads/{job_id}, then delete the model.",
+                model_id=model_id,
+                job_id=job_id,
             )
         info = self._scan(fresh=True)  # what is on disk now, not what was listed
         repo = self._find(info, repo_id)
@@ -325,7 +327,8 @@ class ModelStore:
         if was_active and not force:
             raise ModelInUseError(
                 f"{model_id} is the active model. Switch to another model first "
-                "(POST /api/switch-model?model_id=...) or repeat the request with force=true."
+                "(POST /api/switch-model?model_id=...) or repeat the request with force=true.",
+                model_id=model_id,
             )
         self._check_writable(model_id, repo.repo_path)
         strategy = without_outside(
@@ -354,7 +357,8 @@ class ModelStore:
         if entry.active and not force:
             raise ModelInUseError(
                 f"{model_id} is the active model. Switch to another model first "
-                "(POST /api/switch-model?model_id=...) or repeat the request with force=true."
+                "(POST /api/switch-model?model_id=...) or repeat the request with force=true.",
+                model_id=model_id,
             )
         self._check_writable(model_id, repo.repo_path)
         doomed: dict[str, _List[CachedFileInfo]] = {}
@@ -414,12 +418,14 @@ class ModelStore:
             )
             return ModelNotFoundError(
                 f"Model not found: {model_id} is not in {self.models_dir} ({found}). "
-                f"POST /api/download-model?model_id={model_id}&auto=true fetches it."
+                f"POST /api/download-model?model_id={model_id}&auto=true fetches it.",
+                model_id=model_id,
             )
         return ModelNotFoundError(
             f"Model not found: {model_id} is not in {self.models_dir}. "
             "GET /api/models/local lists what is downloaded; "
-            f"POST /api/download-model?model_id={model_id}&auto=true fetches it."
+            f"POST /api/download-model?model_id={model_id}&auto=true fetches it.",
+            model_id=model_id,
         )
 
     def _describe(

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from talktuah.errors import BadRequestError
 from talktuah.keys import MAX_EXPIRES_IN_DAYS, MAX_STREAMS, KeyStore
-from talktuah.proxy import MAX_JSON_DEPTH, BadRequestError, parse_body
+from talktuah.proxy import MAX_JSON_DEPTH, parse_body
 from talktuah.services import Services
 
 from ..support.engine import CHAT, MakeClient, wait_status

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from talktuah.api import create_app
+from talktuah.api.errors import HTTP_CODES, STATUS_FOR
 from talktuah.config import Settings
 from talktuah.downloads.jobs import DownloadJob, JobStatus
 from talktuah.security import ApiKey
@@ -31,6 +32,11 @@ N8N_WEBHOOK_BASE = "http://n8n:5678/webhook/"
 PASS_THROUGH = {"n8n-nodes-base.if", "n8n-nodes-base.wait"}  # output their input items
 KEY = "tt-docs-test-key-0123456789abcdefghij"
 _EXPR = re.compile(r"\{\{.*?\}\}", re.S)
+#: What an error body carries: `detail`, `code`, the request id and any error's data.
+ERROR_FIELDS = {"detail", "code", "request_id"} | {
+    field for cls in STATUS_FOR for field in cls.fields
+}
+CODES = {cls.code for cls in STATUS_FOR} | set(HTTP_CODES.values())
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -59,6 +65,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "/api/downloads/{job_id}": set(job),
                 "/api/model-loading-status": loading,
                 "/api/switch-model": {"status", "model_id", "message", "info"},
+                "/api/delete-model": {"status", "model_id", "size_mb", "size_bytes", "message"},
             },
         }
     finally:
@@ -111,12 +118,20 @@ def expressions(value: Any) -> Iterator[str]:
             yield from expressions(item)
 
 
+def never_errors(node: dict[str, Any]) -> bool:
+    """An HTTP Request node with *Never Error* on: an error answer reaches the next node."""
+    options = node["parameters"].get("options", {})
+    return bool(options.get("response", {}).get("response", {}).get("neverError"))
+
+
 def answer_fields(node: dict[str, Any], api: dict[str, Any]) -> set[str]:
-    """What `$json` holds after `node`: an HTTP answer, a Set node's fields, a webhook call."""
+    """What `$json` holds after `node`: an HTTP answer (with *Never Error*, an error body's
+    fields too), a Set node's fields, a webhook call."""
     if node["type"] == "n8n-nodes-base.httpRequest":
         route = route_of(node["parameters"]["url"].lstrip("="), api["openapi"])
         assert route in api["answers"], f"{node['name']}: add {route} to the known answers"
-        return set(api["answers"][route])
+        errors = ERROR_FIELDS if never_errors(node) else set()
+        return set(api["answers"][route]) | errors
     if node["type"] == "n8n-nodes-base.set":
         return {a["name"] for a in node["parameters"]["assignments"]["assignments"]}
     if node["type"] == "n8n-nodes-base.webhook":
@@ -208,6 +223,30 @@ def test_connections_are_whole(path: Path) -> None:
             assert parents(workflow, node["name"]), f"{node['name']} is not connected"
         if node["type"] == "n8n-nodes-base.if":
             assert len(workflow["connections"][node["name"]]["main"]) == 2, node["name"]
+
+
+def test_an_if_node_branches_on_the_error_code_and_retries() -> None:
+    """docs/n8n.md's pattern: after a request with *Never Error*, IF `$json.code` is a code
+    TalkTuah publishes (model_busy) → Wait → the same request again."""
+    workflow = load(DOCS / "examples" / "n8n-talktuah-workflow.json")
+    by_name = {n["name"]: n for n in workflow["nodes"]}
+    branching = [
+        (node, condition)
+        for node in workflow["nodes"]
+        if node["type"] == "n8n-nodes-base.if"
+        for condition in node["parameters"]["conditions"]["conditions"]
+        if condition["leftValue"] == "={{ $json.code }}"
+    ]
+    assert branching, "no IF node branches on $json.code"
+    for node, condition in branching:
+        assert condition["rightValue"] in CODES, f"{condition['rightValue']!r} is no code"
+        (request,) = parents(workflow, node["name"])
+        assert by_name[request]["type"] == "n8n-nodes-base.httpRequest"
+        assert never_errors(by_name[request]), f"{request}: errors must reach {node['name']}"
+        (wait,) = [link["node"] for link in workflow["connections"][node["name"]]["main"][0]]
+        assert by_name[wait]["type"] == "n8n-nodes-base.wait"
+        assert [link["node"] for link in workflow["connections"][wait]["main"][0]] == [request]
+    assert "{{ $json.code }}" in (DOCS / "n8n.md").read_text()
 
 
 def test_the_webhook_node_receives_the_download_callback() -> None:

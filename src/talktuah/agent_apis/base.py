@@ -7,9 +7,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from ..errors import ApiNotSupportedError
+from ..errors import ApiNotSupportedError, BadRequestError
 from ..logs import request_id
-from ..proxy import BadRequestError
+from ..proxy import engine_code
 
 #: (prompt tokens, completion tokens) as an answer or event reports them; None: not there.
 Usage = tuple[int | None, int | None]
@@ -59,11 +59,24 @@ class AgentApi:
         raise NotImplementedError
 
     def error_response(
-        self, status: int, message: str, kind: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        code: str | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> JSONResponse:
-        """An error in this API's shape, with TalkTuah's `detail` and request id beside it
-        (as on every other route: people and n8n flows read `detail`)."""
-        body = {"detail": message, "request_id": request_id.get()}
+        """An error in this API's shape, with TalkTuah's `detail`, `code`, data and request id
+        beside it (as on every other route: people read `detail`, n8n flows branch on
+        `code`). Without a `code` it is the engine's own answer passed on (proxy.engine_error)."""
+        body: dict[str, Any] = {
+            "detail": message,
+            "code": code or engine_code(status),
+            **(data or {}),
+            "request_id": request_id.get(),
+        }
         body.update(self.error_object(status, message, kind))
         return JSONResponse(body, status_code=status, headers=headers)
 

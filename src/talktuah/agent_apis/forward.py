@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from ..errors import TalkTuahError
+from ..errors import BadRequestError, TalkTuahError
 from ..metrics import Metrics
-from ..proxy import BadRequestError, EngineProxy, engine_error
+from ..proxy import EngineProxy, engine_error
 from ..streaming import EngineStream
 from .base import AgentApi, Usage
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..proxy import BadRequestError
+from ..errors import BadRequestError
 from .base import AgentApi, Usage, int_or_none
 
 #: Only a finished response reports usage.

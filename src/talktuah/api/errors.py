@@ -6,80 +6,92 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import errors as e
 from ..agent_apis import api_for_path
-from ..errors import (
-    ApiNotSupportedError,
-    EngineError,
-    EngineLoadingError,
-    EngineTimeoutError,
-    EngineUnavailableError,
-    HubAccessError,
-    HubDataError,
-    HubUnavailableError,
-    InsufficientStorageError,
-    InvalidCallbackUrlError,
-    InvalidKeyRequestError,
-    InvalidModelIdError,
-    InvalidParameterError,
-    InvalidRevisionError,
-    JobNotFoundError,
-    KeyNotFoundError,
-    KeyRotationError,
-    ModelBusyError,
-    ModelInUseError,
-    ModelNotFoundError,
-    ModelNotReadyError,
-    RateLimitedError,
-    StoragePermissionError,
-    SwitchInProgressError,
-    SwitchNotSupportedError,
-    TalkTuahError,
-)
 from ..logs import request_id
-from ..proxy import BadRequestError
 
 logger = logging.getLogger(__name__)
 
-STATUS_FOR: dict[type[TalkTuahError], int] = {
-    InvalidModelIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    InvalidParameterError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    InvalidRevisionError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    HubDataError: status.HTTP_502_BAD_GATEWAY,
-    InvalidCallbackUrlError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    ModelNotFoundError: status.HTTP_404_NOT_FOUND,
-    ModelInUseError: status.HTTP_400_BAD_REQUEST,
-    ModelBusyError: status.HTTP_409_CONFLICT,
-    StoragePermissionError: status.HTTP_403_FORBIDDEN,
-    JobNotFoundError: status.HTTP_404_NOT_FOUND,
-    HubAccessError: status.HTTP_403_FORBIDDEN,
-    HubUnavailableError: status.HTTP_502_BAD_GATEWAY,
-    InsufficientStorageError: status.HTTP_507_INSUFFICIENT_STORAGE,
-    ModelNotReadyError: status.HTTP_409_CONFLICT,
-    SwitchInProgressError: status.HTTP_409_CONFLICT,
-    SwitchNotSupportedError: status.HTTP_409_CONFLICT,
-    EngineError: status.HTTP_500_INTERNAL_SERVER_ERROR,
-    EngineUnavailableError: status.HTTP_502_BAD_GATEWAY,
-    EngineLoadingError: status.HTTP_503_SERVICE_UNAVAILABLE,
-    EngineTimeoutError: status.HTTP_504_GATEWAY_TIMEOUT,
-    KeyNotFoundError: status.HTTP_404_NOT_FOUND,
-    InvalidKeyRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
-    KeyRotationError: status.HTTP_409_CONFLICT,
-    ApiNotSupportedError: status.HTTP_501_NOT_IMPLEMENTED,
+#: Every TalkTuahError class and its HTTP status (tests/api/test_error_codes.py holds it
+#: against the tree in errors.py: each class here, once). The CLI-only ServeError family never
+#: reaches HTTP; it is listed so that nothing raised is left unmapped.
+STATUS_FOR: dict[type[e.TalkTuahError], int] = {
+    e.TalkTuahError: 500,
+    e.InvalidInputError: 422,
+    e.InvalidModelIdError: 422,
+    e.InvalidCallbackUrlError: 422,
+    e.InvalidParameterError: 422,
+    e.InvalidRevisionError: 422,
+    e.BadRequestError: 400,
+    e.ModelNotFoundError: 404,
+    e.UnknownQuantError: 404,
+    e.ModelNotServedError: 404,
+    e.JobNotFoundError: 404,
+    e.ModelInUseError: 400,
+    e.ModelBusyError: 409,
+    e.ModelNotReadyError: 409,
+    e.HubError: 502,
+    e.HubNotFoundError: 404,
+    e.HubAccessError: 403,
+    e.HubUnavailableError: 502,
+    e.HubDataError: 502,
+    e.DownloadError: 500,
+    e.IntegrityError: 500,
+    e.StorageError: 500,
+    e.StoragePermissionError: 403,
+    e.InsufficientStorageError: 507,
+    e.InsufficientMemoryError: 507,
+    e.EngineError: 502,
+    e.EngineStartError: 500,
+    e.EngineUnavailableError: 502,
+    e.ModelLoadFailedError: 502,
+    e.EngineLoadingError: 503,
+    e.PoolFullError: 503,
+    e.EngineTimeoutError: 504,
+    e.SwitchInProgressError: 409,
+    e.SwitchNotSupportedError: 409,
+    e.ApiNotSupportedError: 501,
+    e.ApiKeyError: 400,
+    e.KeyNotFoundError: 404,
+    e.InvalidKeyRequestError: 422,
+    e.KeyRotationError: 409,
+    e.RateLimitedError: 429,
+    e.ServeError: 500,
+    e.InsecureConfigError: 500,
+    e.HomeInUseError: 500,
+    e.PortUnavailableError: 500,
 }
+
+#: The `code` of replies that are no TalkTuahError: FastAPI's and the auth layer's, by status.
+#: Stable like the class codes (docs/api/errors.md lists both).
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    422: "invalid_request",
+    500: "internal_error",
+}
+#: Names the error body already uses: an error's data may not shadow them.
+RESERVED = frozenset({"detail", "code", "request_id", "error", "type"})
 
 
 class ErrorBody(BaseModel):
     """What every error reply looks like (on /v1 it also carries OpenAI's `error` object)."""
 
     detail: str
+    code: str
     request_id: str | None = None
+
+    model_config = {"extra": "allow"}  # the error's data: model_id, job_id, retry_after, ...
 
 
 _MEANING = {
@@ -104,43 +116,55 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
 
 
-def status_for(exc: TalkTuahError) -> int:
+def status_for(exc: e.TalkTuahError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_FOR:
             return STATUS_FOR[cls]
-    return status.HTTP_500_INTERNAL_SERVER_ERROR
+    return 500
 
 
 def error_response(
     request: Request,
-    code: int,
+    status_code: int,
     message: str,
     kind: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    code: str | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    """Every error reply: `detail` for people, the request id to quote, and on the OpenAI
-    surface OpenAI's `error` object so SDKs show the message (on /v1/messages, Anthropic's)."""
+    """Every error reply: `detail` for people, `code` and data for programs, the request id
+    to quote, and on the OpenAI surface OpenAI's `error` object so SDKs show the message (on
+    /v1/messages, Anthropic's)."""
+    code = code or HTTP_CODES.get(status_code, "http_error")
     api = api_for_path(request.url.path)
     if api is not None:
-        return api.error_response(code, message, kind, headers)
-    body: dict[str, object] = {"detail": message, "request_id": request_id.get()}
+        return api.error_response(status_code, message, kind, headers, code=code, data=data)
+    body: dict[str, object] = {"detail": message, "code": code, **(data or {})}
+    body["request_id"] = request_id.get()
     if request.url.path.startswith("/v1/"):
-        body["error"] = {"message": message, "type": kind, "code": code}
-    return JSONResponse(body, status_code=code, headers=headers)
+        body["error"] = {"message": message, "type": kind, "code": status_code}
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TalkTuahError)
+    assert isinstance(exc, e.TalkTuahError)
     headers = {}
-    if isinstance(exc, (EngineLoadingError, RateLimitedError)):
+    if isinstance(exc, (e.EngineLoadingError, e.RateLimitedError)):
         headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, ApiNotSupportedError):
+    if isinstance(exc, e.ApiNotSupportedError):
         headers["x-should-retry"] = "false"  # the SDKs retry 5xx; this one stays as it is
-    return error_response(request, status_for(exc), str(exc), type(exc).__name__, headers)
-
-
-async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(request, 400, str(exc), "invalid_request")
+    # a body no engine accepts keeps the OpenAI error type SDKs know for it
+    kind = "invalid_request" if isinstance(exc, e.BadRequestError) else type(exc).__name__
+    return error_response(
+        request,
+        status_for(exc),
+        str(exc),
+        kind,
+        headers,
+        code=exc.code,
+        data=exc.data(),
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -162,7 +186,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(TalkTuahError, _talktuah_error)
+    app.add_exception_handler(e.TalkTuahError, _talktuah_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(BadRequestError, _bad_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -101,6 +101,7 @@ class RequestContextMiddleware:
                 {
                     "detail": f"Internal error ({type(exc).__name__}). It is logged under "
                     f"request id {rid}; please report it with that id.",
+                    "code": "internal_error",
                     "request_id": rid,
                 },
             )
@@ -146,6 +147,7 @@ class RequestContextMiddleware:
             {
                 "detail": f"The request body is larger than {self.max_body} bytes "
                 "(TALKTUAH_MAX_REQUEST_BYTES).",
+                "code": "request_too_large",
                 "request_id": rid,
             },
         )

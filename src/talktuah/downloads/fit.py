@@ -22,7 +22,8 @@ from ..errors import InsufficientMemoryError
 from ..quants import Quant
 from ..sizes import format_bytes
 from .gguf_header import HeaderError, ModelShape, fetch_shape, read_local_shape
-from .plan import DownloadPlan, cached_file, is_network_error
+from .hub_errors import is_network_error
+from .plan import DownloadPlan, cached_file
 
 logger = logging.getLogger(__name__)
 

@@ -237,7 +237,8 @@ class JobStore:
         )
         if not rows:
             raise JobNotFoundError(
-                f"No download job {job_id!r}. GET /api/downloads lists the known jobs."
+                f"No download job {job_id!r}. GET /api/downloads lists the known jobs.",
+                job_id=job_id,
             )
         return _from_row(rows[0])
 

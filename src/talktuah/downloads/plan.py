@@ -17,22 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoSibling
 from huggingface_hub.utils import filter_repo_objects
 
-from ..errors import (
-    HubAccessError,
-    HubNotFoundError,
-    HubUnavailableError,
-    InsufficientStorageError,
-)
+from ..errors import HubNotFoundError, HubUnavailableError, InsufficientStorageError
 from ..quants import Quant, available, default_quant, is_gguf_repo, mmproj_of, select
 from ..sizes import format_bytes
 from .hub_data import (
@@ -41,9 +30,9 @@ from .hub_data import (
     check_filename,
     check_sha256,
     check_size,
-    hub_label,
     validate_revision,
 )
+from .hub_errors import hub_error
 from .jobs import PlannedFile
 
 
@@ -107,7 +96,9 @@ def plan_download(
     if not siblings:
         raise HubNotFoundError(
             f"No file of {model_id}@{revision} matches allow_patterns={allow_patterns} / "
-            f"ignore_patterns={ignore_patterns}. Loosen the patterns."
+            f"ignore_patterns={ignore_patterns}. Loosen the patterns.",
+            repo_id=model_id,
+            revision=revision,
         )
     files = [_planned(api, model_id, commit, s) for s in siblings]
     cached = frozenset(
@@ -151,46 +142,11 @@ def repo_files(api: HfApi, model_id: str, revision: str) -> tuple[str, list[Repo
     endpoint = api.endpoint
     try:
         info = api.model_info(model_id, revision=revision, files_metadata=True)
-    except GatedRepoError as exc:
-        raise HubAccessError(
-            f"{model_id} is gated. Accept its licence at https://huggingface.co/{model_id} "
-            "with your account, then set HF_TOKEN to a token of that account and restart "
-            "TalkTuah."
-        ) from exc
-    except RevisionNotFoundError as exc:
-        raise HubNotFoundError(
-            f"Revision {revision!r} of {model_id} does not exist on the Hub. "
-            "Use a branch, tag or commit sha listed on the model page (default: main)."
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise HubNotFoundError(
-            f"{model_id} was not found on the Hub. Check the spelling (ids are "
-            "case-sensitive); if it is private, set HF_TOKEN to a token with access."
-        ) from exc
-    except HfHubHTTPError as exc:
-        if _status(exc) == 404:
-            raise HubNotFoundError(
-                f"{model_id}@{revision}: the hub at {hub_label(endpoint)} has no file list "
-                "for it (404). Check the repo id and revision; if HF_ENDPOINT is a mirror, "
-                "check that it carries this repo."
-            ) from exc
-        raise HubUnavailableError(
-            f"The Hub did not answer the file list for {model_id}: {exc}. "
-            "Retry later, or set HF_ENDPOINT to a reachable mirror (and unset HF_HUB_OFFLINE)."
-        ) from exc
-    except OfflineModeIsEnabled as exc:
-        raise HubUnavailableError(
-            f"The Hub did not answer the file list for {model_id}: {exc}. "
-            "Retry later, or set HF_ENDPOINT to a reachable mirror (and unset HF_HUB_OFFLINE)."
-        ) from exc
     except Exception as exc:
-        if not is_network_error(exc):
+        translated = hub_error(exc, repo_id=model_id, revision=revision, endpoint=endpoint)
+        if translated is None:
             raise
-        raise HubUnavailableError(
-            f"Cannot reach the Hub at {api.endpoint} for {model_id} "
-            f"({type(exc).__name__}: {exc}). Check the network, or set HF_ENDPOINT to a "
-            "reachable mirror."
-        ) from exc
+        raise translated from exc
     if not info.sha or info.siblings is None:
         raise HubUnavailableError(
             f"The Hub's answer for {model_id} lacks a commit sha or file list; "
@@ -231,12 +187,6 @@ def _listed_size(sibling: RepoSibling) -> int | None:
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
 
 
-def _status(exc: HfHubHTTPError) -> int | None:
-    response = getattr(exc, "response", None)
-    code = getattr(response, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
 def cached_file(model_id: str, filename: str, cache_dir: Path, revision: str) -> Path | None:
     """Where `filename` of `model_id`@`revision` is in the cache, or None.
 
@@ -250,14 +200,6 @@ def cached_file(model_id: str, filename: str, cache_dir: Path, revision: str) ->
     except FileNotFoundError:
         return None
     return Path(found) if isinstance(found, str) else None
-
-
-def is_network_error(exc: BaseException) -> bool:
-    """A transport failure of huggingface_hub's HTTP client (its own httpx fork) or ours."""
-    module = type(exc).__module__
-    return module.startswith(("httpx", "httpcore")) or isinstance(
-        exc, (ConnectionError, TimeoutError)
-    )
 
 
 def _size_from_head(api: HfApi, model_id: str, commit: str, sibling: RepoSibling) -> int:

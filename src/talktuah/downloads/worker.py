@@ -42,9 +42,7 @@ from huggingface_hub.errors import (
 from ..confine import inside, without_outside
 from ..errors import (
     DownloadError,
-    HubAccessError,
     HubDataError,
-    HubNotFoundError,
     HubUnavailableError,
     IntegrityError,
 )
@@ -56,8 +54,9 @@ from .hub_data import (
     hub_label,
     validate_revision,
 )
+from .hub_errors import hub_error, is_network_error
 from .jobs import DownloadJob, PlannedFile
-from .plan import cached_file, is_network_error
+from .plan import cached_file
 from .progress import DownloadCancelled, DownloadInterrupted, JobProgress
 from .transfer import Checkpoints, Target, Transfer
 
@@ -206,16 +205,9 @@ class JobRunner:
                 raise
             except LocalEntryNotFoundError as exc:
                 last = exc  # the HEAD request failed: the Hub is unreachable right now
-            except GatedRepoError as exc:
-                raise HubAccessError(
-                    f"{job.model_id} is gated: set HF_TOKEN and accept the licence at "
-                    f"https://huggingface.co/{self.repo_id}, then retry."
-                ) from exc
             except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-                raise HubNotFoundError(
-                    f"{job.model_id}@{job.revision}: {planned.path} is no longer on the Hub "
-                    f"({_describe(exc)}). Request the download again to re-plan it."
-                ) from exc
+                # gated too (a RepositoryNotFoundError): worded as planning words it
+                raise self._hub_error(exc, planned) from exc
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise DownloadError(
@@ -285,6 +277,21 @@ class JobRunner:
         finally:
             self.resumed_from[planned.path] = transfer.resumed_from
         self._verified_in_transfer.add(planned.path)
+
+    def _hub_error(self, exc: BaseException, planned: PlannedFile) -> BaseException:
+        """The Hub's refusal of one planned file, worded as planning words it (one
+        translator, downloads/hub_errors.py); `exc` itself when it is not the Hub's."""
+        job = self.job
+        return (
+            hub_error(
+                exc,
+                repo_id=self.repo_id,
+                revision=job.revision,
+                endpoint=self.endpoint,
+                path=planned.path,
+            )
+            or exc
+        )
 
     def _discard_partial(self, planned: PlannedFile) -> None:
         """A cancelled file's partial goes: the user asked for the bytes to stop."""

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 
 from ..config import Settings
-from ..errors import EngineError
+from ..errors import EngineStartError
 from .env import engine_env, find_executable, url_host
 from .ports import pick_port
 from .process import ManagedProcess
@@ -107,7 +107,7 @@ class SubprocessDriver(EngineDriver):
     def start(self, model_id: str) -> None:
         executable = find_executable(self.executable)
         if executable is None:
-            raise EngineError(f"`{self.executable}` was not found. {self.missing_help}")
+            raise EngineStartError(f"`{self.executable}` was not found. {self.missing_help}")
         self.stop()
         env = engine_env(self.settings) | self.extra_env()
         self.process.start(self.command(model_id, executable), env)

@@ -29,7 +29,7 @@ import docker.errors  # type: ignore[import-untyped]
 import docker.types  # type: ignore[import-untyped]
 
 from ..config import Settings
-from ..errors import EngineError
+from ..errors import EngineStartError
 from .base import EngineDriver
 from .env import url_host
 from .ports import pick_port
@@ -67,7 +67,7 @@ def gpu_device_requests(gpus: str) -> list[Any]:
         ids = [part.strip() for part in value.removeprefix("device=").split(",") if part.strip()]
         if ids:
             return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-    raise EngineError(
+    raise EngineStartError(
         f"TALKTUAH_DOCKER_GPUS={gpus!r} is not understood: use all, a count such as 2, "
         "device=0,1, or none."
     )
@@ -140,7 +140,7 @@ class DockerDriver(EngineDriver):
     # -- the daemon -------------------------------------------------------------------------
 
     def client(self) -> Any:
-        """The docker client, created on first use; EngineError if the daemon is not there."""
+        """The docker client, created on first use; EngineStartError if the daemon is not there."""
         with self._client_lock:
             if self._client is None:
                 try:
@@ -167,7 +167,7 @@ class DockerDriver(EngineDriver):
             logger.info("starting engine container %s from %s", name, spec["image"])
             self._container = client.containers.run(**spec)
         except docker.errors.ImageNotFound as exc:
-            raise EngineError(
+            raise EngineStartError(
                 f"The engine image {spec['image']} is not available ({_explain(exc)}). "
                 f"Pull it with `docker pull {spec['image']}` or set TALKTUAH_DOCKER_IMAGE."
             ) from exc
@@ -177,7 +177,7 @@ class DockerDriver(EngineDriver):
                 self._container = self._by_name(client, name)
             except _UNREACHABLE:
                 self._container = None
-            raise EngineError(_api_error_message(exc, self.settings)) from exc
+            raise EngineStartError(_api_error_message(exc, self.settings)) from exc
         except _UNREACHABLE as exc:
             raise _daemon_unreachable(exc) from exc
 
@@ -231,7 +231,7 @@ class DockerDriver(EngineDriver):
                     "removing engine container %s left by a killed TalkTuah", container.name
                 )
                 self._stop_and_remove(container)
-        except (EngineError, *_UNREACHABLE) as exc:
+        except (EngineStartError, *_UNREACHABLE) as exc:
             # Not fatal here: start() reports the same problem where the user sees it.
             logger.warning("could not look for orphaned engine containers: %s", exc)
 
@@ -258,7 +258,7 @@ class DockerDriver(EngineDriver):
         name = self.settings.docker_container_name
         owner = (container.labels or {}).get(HOME_LABEL)
         whose = f"the TalkTuah at {owner}" if owner else "something other than TalkTuah"
-        raise EngineError(
+        raise EngineStartError(
             f"A container named {name} already exists and belongs to {whose}; TalkTuah "
             f"will not remove it. Remove it yourself (`docker rm -f {name}`) or set "
             "TALKTUAH_DOCKER_CONTAINER_NAME to another name."
@@ -287,8 +287,8 @@ def _explain(exc: Any) -> str:
     return str(getattr(exc, "explanation", None) or exc)
 
 
-def _daemon_unreachable(exc: BaseException) -> EngineError:
-    return EngineError(
+def _daemon_unreachable(exc: BaseException) -> EngineStartError:
+    return EngineStartError(
         f"Cannot reach the Docker daemon ({exc}). Start Docker (for example "
         "`sudo systemctl start docker`) or point DOCKER_HOST at it, or choose another engine "
         "with TALKTUAH_ENGINE=transformers|vllm|external."

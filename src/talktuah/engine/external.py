@@ -6,7 +6,7 @@ TalkTuah only proxies to it and watches its health; it cannot load or switch its
 from __future__ import annotations
 
 from ..config import Settings
-from ..errors import EngineError
+from ..errors import EngineStartError
 from .base import EngineDriver
 
 
@@ -19,7 +19,7 @@ class ExternalDriver(EngineDriver):
 
     def __init__(self, settings: Settings) -> None:
         if not settings.engine_url:
-            raise EngineError(
+            raise EngineStartError(
                 "TALKTUAH_ENGINE=external needs TALKTUAH_ENGINE_URL, e.g. http://gpu-box:8000"
             )
         url = settings.engine_url.rstrip("/")
@@ -35,7 +35,7 @@ class ExternalDriver(EngineDriver):
         return f"{self._base_url}/v1/models"
 
     def start(self, model_id: str) -> None:
-        raise EngineError("The external engine is managed outside TalkTuah.")
+        raise EngineStartError("The external engine is managed outside TalkTuah.")
 
     def stop(self, *, idle: bool = False) -> None:
         return None

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from ..config import Settings
-from ..errors import EngineError
+from ..errors import EngineStartError
 from .base import EngineDriver
 from .diagnosis import diagnose
 from .lifecycle import InstanceState, InstanceStatus, plan_restart
@@ -370,7 +370,7 @@ class EngineInstance:
         self.driver.stop(idle=self.traffic.idle)  # a reload starts a new process
         try:
             self.driver.start(self.model_id)
-        except EngineError as exc:
+        except EngineStartError as exc:
             raise LoadFailed(str(exc)) from exc
         except OSError as exc:
             raise LoadFailed(f"cannot start the engine: {exc}") from exc

@@ -42,7 +42,7 @@ from huggingface_hub.file_download import repo_folder_name
 
 from ..config import Settings
 from ..confine import inside
-from ..errors import EngineError, UnknownQuantError
+from ..errors import EngineStartError, UnknownQuantError
 from ..quants import Selection, is_model_file, select, split_tag
 from .base import SubprocessDriver
 from .transformers import engine_threads
@@ -109,10 +109,12 @@ def find_gguf(models_dir: Path, model_id: str) -> GgufModel:
         mmproj = snapshot / selection.mmproj if selection.mmproj else None
         for part in (path, mmproj):
             if part is not None and not inside(models_dir, part):
-                raise EngineError(f"{part} resolves outside the models dir; refusing to load it.")
+                raise EngineStartError(
+                    f"{part} resolves outside the models dir; refusing to load it."
+                )
         context, pooling = read_header(path)
         return GgufModel(path, mmproj, context, pooling)
-    raise EngineError(
+    raise EngineStartError(
         f"No GGUF model file for {model_id} in {models_dir}. Pull it first "
         f"(`talktuah pull {model_id}`)."
     )
@@ -196,7 +198,7 @@ class LlamaCppDriver(SubprocessDriver):
             try:
                 import xllamacpp  # noqa: F401 - only checking it is installed
             except ImportError as exc:
-                raise EngineError(
+                raise EngineStartError(
                     f"llama.cpp's server is not installed. {self.missing_help}"
                 ) from exc
         self._model = find_gguf(self.settings.models_dir, model_id)

@@ -149,6 +149,7 @@ class EnginePool:
                         f"The engine is still loading {model_id}; retry shortly (GET /api/ps "
                         "or /api/model-loading-status shows progress).",
                         retry_after=self._retry_after(),
+                        model_id=model_id,
                     )
                 continue
             if instance is not None and state == InstanceState.FAILED and tried:
@@ -164,7 +165,9 @@ class EnginePool:
                 self.ensure(model_id)  # the request's keep_alive applies once it is routed
             except NoRoom as full:
                 if time.monotonic() >= deadline:
-                    raise PoolFullError(str(full), retry_after=self._retry_after()) from full
+                    raise PoolFullError(
+                        str(full), retry_after=self._retry_after(), model_id=model_id
+                    ) from full
                 waited = True
                 await asyncio.sleep(ROOM_POLL_SECONDS)
                 continue
@@ -215,7 +218,8 @@ class EnginePool:
             raise ModelNotServedError(
                 f"Model {model_id!r} is not loaded and TALKTUAH_LOAD_ON_DEMAND is off: load it "
                 f"with POST /api/load-model?model_id={model_id} (`talktuah load {model_id}`), "
-                f"or switch with POST /api/switch-model?model_id={model_id}."
+                f"or switch with POST /api/switch-model?model_id={model_id}.",
+                model_id=model_id,
             )
         try:
             complete = self.store.get(model_id).complete
@@ -225,7 +229,8 @@ class EnginePool:
             raise ModelNotServedError(
                 f"Model {model_id!r} is not downloaded; TalkTuah never pulls on its own. "
                 f"Pull it with `talktuah pull {model_id}` (or POST "
-                f"/api/download-model?model_id={model_id}), then ask again."
+                f"/api/download-model?model_id={model_id}), then ask again.",
+                model_id=model_id,
             )
 
     def _retry_after(self) -> int:
@@ -238,7 +243,8 @@ class EnginePool:
             f"{status.model_id} failed to load: {failure.cause if failure else status.message}"
             + (f"\nThe engine's log ends:\n{tail}\n" if tail else " ")
             + f"Fix the cause, then ask again (GET /api/ps shows it; the whole log is "
-            f"{self.settings.engine_dir}/)."
+            f"{self.settings.engine_dir}/).",
+            model_id=status.model_id,
         )
 
     def _nothing_serves(self, status: InstanceStatus) -> EngineUnavailableError:

@@ -101,7 +101,8 @@ def load_model(
     if not model.complete:
         raise ModelNotReadyError(
             f"{model_id} is not completely downloaded. Wait for its download "
-            "(GET /api/download-progress?model_id=...) or download it again."
+            "(GET /api/download-progress?model_id=...) or download it again.",
+            model_id=model_id,
         )
     seconds: Any = ...
     if keep_alive is not None:
@@ -117,7 +118,7 @@ def load_model(
             model_id, keep_alive=None if model_id == pool.default_id else seconds
         )
     except NoRoom as full:
-        raise PoolFullError(str(full), retry_after=5) from full
+        raise PoolFullError(str(full), retry_after=5, model_id=model_id) from full
     if before is instance and instance.status.state == InstanceState.READY:
         response.status_code = status.HTTP_200_OK
         return {"status": "ready", "model_id": model_id, "message": f"{model_id} is loaded."}
@@ -138,5 +139,7 @@ def unload_model(
     `model` then load it again on demand."""
     model_id = validate_model_ref(resolve_model_id(model_id))
     if not services.engine.pool.unload(model_id, "unloaded on request (POST /api/unload-model)."):
-        raise ModelNotServedError(f"{model_id} is not loaded; GET /api/ps lists the loaded models.")
+        raise ModelNotServedError(
+            f"{model_id} is not loaded; GET /api/ps lists the loaded models.", model_id=model_id
+        )
     return {"status": "unloading", "model_id": model_id, "message": f"Unloading {model_id}."}
