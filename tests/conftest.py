@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from talktuah.services import Services
 
 from .support.constants import API_KEY
 from .support.hub import Hub
+from .support.repos import PutModel, model_files
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.engine"]
 
@@ -25,6 +24,19 @@ _ENV_WE_READ = (
     "TALKTUAH_HOME", "TALKTUAH_HOST", "TALKTUAH_PORT", "PROXY_API_KEY",
     "HF_TOKEN", "HF_ENDPOINT", "DEFAULT_MODEL",
 )  # fmt: skip
+
+
+_FOLDER_MARKS = {"e2e": ("e2e", "slow"), "ui": ("ui", "slow")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/e2e and tests/ui are `e2e`/`ui` and `slow` by folder (pyproject.toml registers
+    the markers), so `pytest -m "not slow"` is the inner loop without a mark in every file."""
+    here = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(here).parts[0]
+        for name in _FOLDER_MARKS.get(folder, ()):
+            item.add_marker(name)
 
 
 @pytest.fixture(autouse=True)
@@ -66,19 +78,6 @@ def anon_client(services: Services) -> Iterator[TestClient]:
     app = create_app(services, close_on_shutdown=False)
     with TestClient(app) as test_client:
         yield test_client
-
-
-def model_files(seed: int = 0, weights_size: int = 4096) -> dict[str, bytes]:
-    """A small repo shaped like a model: config, an LFS weights file, a README."""
-    rng = random.Random(seed)
-    return {
-        "config.json": json.dumps({"model_type": "llama", "seed": seed}).encode(),
-        "model.safetensors": rng.randbytes(weights_size),
-        "README.md": f"# test model {seed}\n".encode(),
-    }
-
-
-PutModel = Callable[..., Path]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from talktuah.errors import InvalidKeyRequestError, KeyNotFoundError
 from talktuah.keys import ENV_KEY_ID, KeyStore, Scope
 from talktuah.services import Services
 
-from .conftest import API_KEY
+from .support.constants import API_KEY
 
 
 @pytest.fixture

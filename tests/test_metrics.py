@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from .support.engine import CHAT, MakeClient, wait_status
+from .support.eventually import eventually
 from .support.hub import Hub, make_files
 
 
@@ -33,10 +33,7 @@ def test_metrics_after_a_download_and_chats(make_client: MakeClient, hub: Hub) -
     job = client.post(
         "/api/download-model", params={"model_id": "org/pulled", "auto": "true"}
     ).json()
-    deadline = time.monotonic() + 20
-    while client.get(f"/api/downloads/{job['job_id']}").json()["status"] != "complete":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: client.get(f"/api/downloads/{job['job_id']}").json()["status"] == "complete")
     assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
     with client.stream("POST", "/v1/chat/completions", json=CHAT | {"stream": True}) as stream:
         list(stream.iter_lines())

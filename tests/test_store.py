@@ -17,8 +17,8 @@ from talktuah.errors import (
 from talktuah.services import Services
 from talktuah.store import validate_model_id
 
-from .conftest import PutModel, model_files
 from .support.fs import read_only, tree_snapshot
+from .support.repos import PutModel, model_files
 
 HOSTILE_IDS = [
     "../x", "../../etc", "/etc/passwd", "a/b/c", "a b", "x" * 300, "", "   ", "a\\b",

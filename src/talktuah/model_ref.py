@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from .errors import InvalidModelIdError, InvalidRevisionError
-from .store import validate_model_id, validate_model_ref
+from .model_id import validate_model_id, validate_model_ref
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co", "www.hf.co"})
 #: Hub page kinds whose next segment is a revision (then, for files, a path).

@@ -23,25 +23,26 @@ from huggingface_hub import (
     HFCacheInfo,
     scan_cache_dir,
 )
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 
 from .confine import without_outside
-from .downloads.jobs import JobStore
 from .errors import (
-    InvalidModelIdError,
     ModelBusyError,
     ModelInUseError,
     ModelNotFoundError,
     StoragePermissionError,
 )
+from .jobs_table import JobStore
+
+# re-exported: callers name the model id checks from store, as before model_id.py
+from .model_id import MAX_MODEL_ID_LENGTH as MAX_MODEL_ID_LENGTH
+from .model_id import validate_model_id as validate_model_id
+from .model_id import validate_model_ref as validate_model_ref
 from .quants import (
     Quant,
     available,
     default_quant,
     is_gguf_repo,
     mmproj_of,
-    split_tag,
     with_tag,
 )
 from .scan_cache import ModelIds, ScanCache
@@ -51,49 +52,7 @@ from .verified import RevisionKey, VerifiedRevisions
 logger = logging.getLogger(__name__)
 _List = list  # `list` in ModelStore's annotations would name its method
 
-MAX_MODEL_ID_LENGTH = 96  # the Hub's own limit, also enforced by validate_repo_id
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def validate_model_id(model_id: str) -> str:
-    """Return `model_id` if it is safe to map into the cache, else raise InvalidModelIdError.
-
-    The library's validator already rejects `..`, `--`, more than one `/` and characters
-    outside `[A-Za-z0-9._-]`; our own rules run first so the message names the actual
-    problem (a path, a backslash) rather than a regex.
-    """
-    hint = "Use a Hugging Face repo id such as 'Qwen/Qwen2.5-0.5B-Instruct'."
-    if not model_id or not model_id.strip():
-        raise InvalidModelIdError(f"model_id is empty. {hint}")
-    if len(model_id) > MAX_MODEL_ID_LENGTH:
-        raise InvalidModelIdError(
-            f"model_id is {len(model_id)} characters long; a repo id has at most "
-            f"{MAX_MODEL_ID_LENGTH}. {hint}"
-        )
-    if "\\" in model_id:
-        raise InvalidModelIdError(f"model_id {model_id!r} contains a backslash. {hint}")
-    if model_id.startswith(("/", "~")) or os.path.isabs(model_id):
-        raise InvalidModelIdError(
-            f"model_id {model_id!r} looks like a filesystem path, not a repo id. {hint}"
-        )
-    if ".." in model_id.split("/") or ".." in model_id:
-        raise InvalidModelIdError(f"model_id {model_id!r} contains '..'. {hint}")
-    try:
-        validate_repo_id(model_id)
-    except HFValidationError as exc:
-        raise InvalidModelIdError(f"Invalid model_id {model_id!r}: {exc} {hint}") from exc
-    return model_id
-
-
-def validate_model_ref(model_id: str) -> str:
-    """A model as users name it, `org/repo` or `org/repo:QUANT`, checked and canonical.
-
-    The repo part is what becomes a path (validate_model_id); the tag only picks files of a
-    GGUF repo (quants.split_tag's grammar) and comes back upper-cased, so `:q8_0` and
-    `:Q8_0` are one model everywhere: jobs, listings, the active model.
-    """
-    repo_id, tag = split_tag(model_id)
-    return with_tag(validate_model_id(repo_id), tag)
 
 
 def repo_of(model_id: str) -> str:

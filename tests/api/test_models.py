@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
-from ..conftest import PutModel
 from ..support.fs import read_only, tree_snapshot
+from ..support.repos import PutModel
 from ..test_store import HOSTILE_IDS
 
 

@@ -38,11 +38,11 @@ from talktuah.config import Settings
 from talktuah.security import ApiKey
 from talktuah.services import Services
 
-from ..conftest import model_files
 from ..support.constants import API_KEY
 from ..support.engine import start_client, wait_status
 from ..support.fixtures import serve_hub
 from ..support.hub import Hub
+from ..support.repos import model_files
 
 PROXY_ERRORS = {502, 503, 504}
 PROXY_PATHS = ("/v1/", "/api/chat", "/api/models")
@@ -93,7 +93,26 @@ def _check(response: Any, path: str) -> None:
             f"{path} -> {response.status_code}: {response.text}"
         )
     if response.status_code >= 400:
-        assert response.json().get("request_id"), response.text
+        body = response.json()
+        assert body.get("request_id") and body.get("code"), response.text
+
+
+def test_every_management_answer_has_a_named_schema() -> None:
+    """Each /api route's success answer is a component schema (api/schemas.py's
+    models), not a free-form object: the conformance check below can then fail on a 2xx.
+    The three that stream or pass bytes through are the exceptions, as `/v1` is."""
+    openapi = _openapi()
+    passthrough = {"/api/chat", "/api/models", "/api/downloads/{job_id}/events"}
+    missing = []
+    for path, operations in openapi["paths"].items():
+        if not path.startswith("/api/") or path in passthrough:
+            continue
+        for method, operation in operations.items():
+            ok = next(c for c in operation["responses"] if c.startswith("2"))
+            content = operation["responses"][ok].get("content", {}).get("application/json", {})
+            if not json.dumps(content.get("schema", {})).count("#/components/schemas/"):
+                missing.append(f"{method.upper()} {path}")
+    assert not missing, f"answers without a response model: {missing}"
 
 
 @schema.parametrize()

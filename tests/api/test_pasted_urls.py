@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from ..conftest import PutModel
 from ..support.engine import MakeClient, switch_and_wait, wait_status
+from ..support.repos import PutModel
 
 
 def test_switch_to_a_pasted_url(make_client: MakeClient) -> None:

@@ -14,7 +14,7 @@ from talktuah.api.scopes import ROUTE_SCOPES
 from talktuah.keys import Scope
 from talktuah.services import Services
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 
 
 def app_routes(client: TestClient) -> set[tuple[str, str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,9 @@ from fastapi.testclient import TestClient
 
 from talktuah.config import Settings
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
+from ..support.downloads import WaitFor
+from ..support.eventually import eventually
 from ..support.hub import Hub
 
 
@@ -38,9 +39,6 @@ def settings(home: Path, hub: Hub) -> Settings:
     )
 
 
-WaitFor = Callable[..., dict[str, Any]]
-
-
 @pytest.fixture
 def wait_for(client: TestClient) -> WaitFor:
     """Poll a job until `done(job)` holds; fail with the last state after `timeout` s."""
@@ -49,22 +47,13 @@ def wait_for(client: TestClient) -> WaitFor:
         job_id: str, done: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 20
     ) -> dict[str, Any]:
         check = done or (lambda j: j["status"] not in ("queued", "downloading"))
-        deadline = time.monotonic() + timeout
-        while True:
-            job: dict[str, Any] = client.get(f"/api/downloads/{job_id}").json()
-            if check(job):
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} never reached the expected state: {job}")
-            time.sleep(0.02)
+        job: dict[str, Any] = eventually(
+            lambda: client.get(f"/api/downloads/{job_id}").json(),
+            check,
+            timeout=timeout,
+            interval=0.02,
+            what=f"job {job_id} reaching the expected state",
+        )
+        return job
 
     return wait
-
-
-def start_download(client: TestClient, model_id: str, **params: Any) -> dict[str, Any]:
-    response = client.post(
-        "/api/download-model", params={"model_id": model_id, "auto": "true", **params}
-    )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body

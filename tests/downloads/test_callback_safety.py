@@ -31,9 +31,9 @@ from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from ..support.constants import API_KEY
+from ..support.downloads import WaitFor, start_download
 from ..support.hub import Hub, make_files
 from ..support.receiver import GIGABYTE, Behaviour, PeakRss, Receiver, self_signed
-from .conftest import WaitFor, start_download
 
 LOOPBACK = ["127.0.0.1"]
 

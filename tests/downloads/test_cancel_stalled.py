@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from talktuah.config import Settings
 
+from ..support.downloads import WaitFor, start_download
 from ..support.hub import Hub, make_files
-from .conftest import WaitFor, start_download
 
 STALL_TIMEOUT = 2.0
 WEIGHTS = "model.safetensors"

@@ -26,9 +26,9 @@ from talktuah.downloads.gguf_header import (
 )
 from talktuah.services import Services
 
+from ..support.downloads import WaitFor
 from ..support.gguf_shapes import gguf_with_shape
 from ..support.hub import Hub
-from .conftest import WaitFor
 
 MiB = 1024 * 1024
 REPO = "org/big-GGUF"

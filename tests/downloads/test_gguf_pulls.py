@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from talktuah.services import Services
 from talktuah.store import ModelStore
 
+from ..support.downloads import WaitFor, start_download
 from ..support.hub import Hub
-from .conftest import WaitFor, start_download
 
 REPO = "org/multi-GGUF"
 SHARDS = ("BF16/model-BF16-00001-of-00002.gguf", "BF16/model-BF16-00002-of-00002.gguf")

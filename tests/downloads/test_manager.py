@@ -15,9 +15,9 @@ from talktuah.downloads.jobs import DownloadJob, JobStatus, PlannedFile
 from talktuah.downloads.manager import DownloadRequest
 from talktuah.services import Services
 
+from ..support.downloads import WaitFor, start_download
 from ..support.fs import small_filesystem
 from ..support.hub import DEFAULT_TOKEN, Hub, make_files
-from .conftest import WaitFor, start_download
 
 
 def snapshot_files(services: Services, model_id: str) -> dict[str, bytes]:

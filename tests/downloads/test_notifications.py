@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 
 from talktuah.config import Settings
 
+from ..support.downloads import WaitFor, start_download
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.receiver import Receiver
 from ..support.server import free_port
-from .conftest import WaitFor, start_download
 
 
 @pytest.fixture
@@ -59,9 +60,7 @@ def test_callback_gets_one_post_with_the_final_job(
     hub.add_repo("org/hook", make_files(n_files=1, size=5_000, seed=32))
     job = start_download(client, "org/hook", callback_url=receiver.url)
     final = wait_for(job["job_id"])
-    deadline = time.monotonic() + 5
-    while not receiver.posts and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually(lambda: receiver.posts, timeout=5, interval=0.02, what="a callback POST")
     time.sleep(0.3)  # a second POST, if any were sent, would have arrived by now
     assert len(receiver.posts) == 1
     (post,) = receiver.posts
@@ -76,9 +75,7 @@ def test_a_failing_callback_never_fails_the_job(
     dead = f"http://127.0.0.1:{free_port()}/webhook"
     job = start_download(client, "org/nohook", callback_url=dead)
     assert wait_for(job["job_id"])["status"] == "complete"
-    deadline = time.monotonic() + 10
-    while "callback for job" not in caplog.text and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: "callback for job" in caplog.text, timeout=10, what="the log line")
     assert f"callback for job {job['job_id']} to {dead} failed after 2 attempts" in caplog.text
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from ..support.downloads import WaitFor
 from ..support.hub import Hub, make_files
-from .conftest import WaitFor
 
 
 def test_a_pasted_tree_url_downloads_its_repo_and_revision(

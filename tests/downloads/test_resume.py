@@ -11,7 +11,7 @@ from talktuah.downloads.manager import DownloadRequest
 from talktuah.security import ApiKey
 from talktuah.services import Services
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.hub import Hub, make_files
 
 

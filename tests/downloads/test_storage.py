@@ -21,8 +21,8 @@ from talktuah.downloads.transfer import WriterLock
 from talktuah.services import Services
 from talktuah.storage import LiveDownloads, collect, report
 
+from ..support.downloads import WaitFor
 from ..support.hub import Hub, make_files
-from .conftest import WaitFor
 
 OLD = time.time() - 10 * 86400
 

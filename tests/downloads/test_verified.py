@@ -23,8 +23,8 @@ from talktuah.services import Services
 from talktuah.state import StateDB
 from talktuah.verified import VerifiedRevisions
 
+from ..support.downloads import WaitFor, start_download
 from ..support.hub import Hub, make_files
-from .conftest import WaitFor, start_download
 
 MODEL = "org/keep"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess

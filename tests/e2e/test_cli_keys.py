@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.server import TalkTuahProcess
 
 

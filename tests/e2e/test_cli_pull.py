@@ -12,7 +12,7 @@ import pytest
 
 from talktuah.sizes import format_bytes
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess, free_port
 

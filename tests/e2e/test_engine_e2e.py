@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache

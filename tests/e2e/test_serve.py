@@ -13,7 +13,8 @@ import pytest
 
 from talktuah.services import Services
 
-from ..conftest import API_KEY, PutModel
+from ..support.constants import API_KEY
+from ..support.repos import PutModel
 from ..support.server import TalkTuahProcess
 
 

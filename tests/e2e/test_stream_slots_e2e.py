@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import API_KEY
-from ..support.constants import FAST_DOWNLOADS
+from ..support.constants import API_KEY, FAST_DOWNLOADS
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 

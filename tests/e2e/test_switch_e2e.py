@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import API_KEY
+from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES, fail_log
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess

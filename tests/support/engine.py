@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from .constants import API_KEY
+from .eventually import eventually
 from .tiny_model import install_in_cache
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
@@ -68,13 +68,13 @@ def make_client(home: Path, engine_events: Path) -> Iterator[MakeClient]:
 def wait_status(
     client: TestClient, done: Callable[[dict[str, Any]], bool], timeout: float = 20
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status: dict[str, Any] = client.get("/api/model-loading-status").json()
-        if done(status):
-            return status
-        assert time.monotonic() < deadline, f"the engine never got there: {status}"
-        time.sleep(0.05)
+    status: dict[str, Any] = eventually(
+        lambda: client.get("/api/model-loading-status").json(),
+        done,
+        timeout=timeout,
+        what="the engine's status",
+    )
+    return status
 
 
 CHAT = {"model": "org/a", "messages": [{"role": "user", "content": "hi"}], "stream": False}

@@ -19,7 +19,7 @@ from ...engine.supervisor import SwitchOutcome
 from ...keys import Principal, Scope
 from ...model_ref import resolve_model_and_revision
 from ...store import repo_of, validate_model_ref
-from .. import params
+from .. import params, schemas
 from ..auth import PrincipalDep
 from ..deps import ServicesDep
 
@@ -51,7 +51,11 @@ def _patterns(values: list[str] | None) -> list[str] | None:
     return parts or None
 
 
-@router.post("/download-model")
+@router.post(
+    "/download-model",
+    response_model=schemas.Instructions | schemas.AlreadyDownloaded | schemas.JobMessage,
+    response_model_exclude_unset=True,
+)
 def download_model(
     request: Request,
     response: Response,
@@ -121,7 +125,7 @@ def _reveal(principal: Principal) -> bool:
     return principal.allows(Scope.MODELS_WRITE)
 
 
-@router.get("/download-progress")
+@router.get("/download-progress", response_model=schemas.Job)
 def download_progress(
     services: ServicesDep,
     principal: PrincipalDep,
@@ -141,7 +145,7 @@ def download_progress(
     return job.to_api(reveal_callback=_reveal(principal)) if job is not None else _idle()
 
 
-@router.get("/downloads")
+@router.get("/downloads", response_model=schemas.Downloads)
 def list_downloads(
     services: ServicesDep, principal: PrincipalDep, limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
@@ -150,12 +154,14 @@ def list_downloads(
     return {"downloads": [j.to_api(reveal_callback=reveal) for j in jobs], "count": len(jobs)}
 
 
-@router.get("/downloads/{job_id}")
+@router.get("/downloads/{job_id}", response_model=schemas.Job)
 def get_download(services: ServicesDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
     return services.downloads.get(job_id).to_api(reveal_callback=_reveal(principal))
 
 
-@router.delete("/downloads/{job_id}")
+@router.delete(
+    "/downloads/{job_id}", response_model=schemas.JobMessage, response_model_exclude_unset=True
+)
 def cancel_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
     job = services.downloads.cancel(job_id)
     if job.status.live:

@@ -19,12 +19,18 @@ from ...errors import (
 )
 from ...model_ref import resolve_model_id
 from ...store import validate_model_ref
+from .. import schemas
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["engine"])
 
 
-@router.post("/switch-model", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/switch-model",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ModelAction,
+    response_model_exclude_unset=True,
+)
 def switch_model(
     services: ServicesDep,
     response: Response,
@@ -57,12 +63,12 @@ def switch_model(
     }
 
 
-@router.get("/model-loading-status")
+@router.get("/model-loading-status", response_model=schemas.EngineStatus)
 def model_loading_status(services: ServicesDep, response: Response) -> dict[str, Any]:
     return services.engine.status()
 
 
-@router.post("/engine/dismiss-failure")
+@router.post("/engine/dismiss-failure", response_model=schemas.Dismissed)
 def dismiss_failure(services: ServicesDep) -> dict[str, Any]:
     """Forget `last_failure` (it stays in the engine's log); the status says what serves."""
     dismissed = services.engine.dismiss_failure()
@@ -72,13 +78,18 @@ def dismiss_failure(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/ps")
+@router.get("/ps", response_model=schemas.LoadedModels)
 def ps(services: ServicesDep) -> dict[str, Any]:
     """The loaded models (Ollama's `/api/ps` shape, plus each one's state and failure)."""
     return {"models": services.engine.pool.ps()}
 
 
-@router.post("/load-model", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/load-model",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ModelAction,
+    response_model_exclude_unset=True,
+)
 def load_model(
     services: ServicesDep,
     response: Response,
@@ -130,7 +141,7 @@ def load_model(
     }
 
 
-@router.post("/unload-model")
+@router.post("/unload-model", response_model=schemas.ModelAction, response_model_exclude_unset=True)
 def unload_model(
     services: ServicesDep,
     model_id: Annotated[str, Query(description="A loaded model")],

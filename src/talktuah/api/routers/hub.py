@@ -12,13 +12,13 @@ from ...downloads.worker import make_api
 from ...model_ref import resolve_model_and_revision
 from ...quants import with_tag
 from ...store import repo_of
-from .. import params
+from .. import params, schemas
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api/hub", tags=["hub"])
 
 
-@router.get("/quants")
+@router.get("/quants", response_model=schemas.HubQuants)
 async def hub_quants(
     services: ServicesDep,
     model_id: Annotated[str, Query(description="Hugging Face repo id, e.g. org/name-GGUF")],

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from ...keys import MAX_EXPIRES_IN_DAYS, MAX_STREAMS
 from ...logs import remember_secret
 from ...security import rotate_generated_key
+from .. import schemas
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["keys"])
@@ -35,7 +36,12 @@ class KeyRequest(BaseModel):
     )
 
 
-@router.post("/keys", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.KeyMessage,
+    response_model_exclude_unset=True,
+)
 def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
     key = services.keys.create(
         body.name,
@@ -48,7 +54,7 @@ def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
     return key.to_api() | {"message": "Store the key now: it is not shown again."}
 
 
-@router.post("/keys/rotate-admin")
+@router.post("/keys/rotate-admin", response_model=schemas.AdminKey)
 def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
     """A new generated admin key, effective at once; the old one stops working."""
     new = rotate_generated_key(services.settings, services.keys.env_key)
@@ -62,13 +68,15 @@ def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=schemas.Keys)
 def list_keys(services: ServicesDep) -> dict[str, Any]:
     keys = services.keys.list()
     return {"keys": [k.to_api() for k in keys], "count": len(keys)}
 
 
-@router.delete("/keys/{key_id}")
+@router.delete(
+    "/keys/{key_id}", response_model=schemas.KeyMessage, response_model_exclude_unset=True
+)
 def revoke_key(services: ServicesDep, key_id: str) -> dict[str, Any]:
     key = services.keys.revoke(key_id)
     return key.to_api() | {"message": f"Key {key.name!r} is revoked; it stops working now."}

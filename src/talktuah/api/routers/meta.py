@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ... import __version__
 from ...health import check_health
+from .. import schemas
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["meta"])
@@ -33,12 +34,16 @@ ENDPOINTS = {
 }
 
 
-@router.get("/")
+@router.get("/", response_model=schemas.Root)
 def root() -> dict[str, Any]:
     return {"name": "TalkTuah", "version": __version__, "endpoints": ENDPOINTS}
 
 
-@router.get("/api/healthz")
+@router.get(
+    "/api/healthz",
+    response_model=schemas.Health,
+    responses={503: {"model": schemas.Health, "description": "Unhealthy: see details"}},
+)
 def healthz(services: ServicesDep) -> JSONResponse:
     """`degraded` while the engine does not serve, the disk is nearly full, or the state
     database cannot be written; `unhealthy` (503) when the database cannot be read."""

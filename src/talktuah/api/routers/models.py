@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from ...model_ref import resolve_model_id
 from ...store import LocalModel
+from .. import schemas
 from ..deps import ServicesDep, StoreDep
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/api", tags=["models"])
 ModelIdQuery = Query(description="Hugging Face repo id, e.g. Qwen/Qwen2.5-0.5B-Instruct")
 
 
-@router.get("/model-status")
+@router.get("/model-status", response_model=schemas.ModelStatus)
 def model_status(services: ServicesDep) -> dict[str, Any]:
     store = services.store
     downloaded = store.model_ids()
@@ -37,7 +38,7 @@ def model_status(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/models/local")
+@router.get("/models/local", response_model=schemas.LocalModels)
 def models_local(store: StoreDep) -> dict[str, Any]:
     models = store.list()
     return {
@@ -55,7 +56,7 @@ def _model_json(model: LocalModel) -> dict[str, Any]:
     }
 
 
-@router.delete("/delete-model")
+@router.delete("/delete-model", response_model=schemas.Deleted)
 def delete_model(
     services: ServicesDep,
     model_id: str = ModelIdQuery,

@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from .. import schemas
 from ..deps import ServicesDep
 
 router = APIRouter(prefix="/api/storage", tags=["storage"])
 
 
-@router.get("")
+@router.get("", response_model=schemas.StorageReport)
 async def storage_report(services: ServicesDep) -> dict[str, Any]:
     """Bytes of the models dir in total (each file once), per model (a blob shared by two
     revisions counted once), in partial downloads (each marked live or not), and the disk's
@@ -21,7 +22,7 @@ async def storage_report(services: ServicesDep) -> dict[str, Any]:
     return found.to_api()
 
 
-@router.post("/gc")
+@router.post("/gc", response_model=schemas.GarbageCollected)
 async def storage_gc(services: ServicesDep) -> dict[str, Any]:
     """Remove partials of downloads that are not running and are older than
     TALKTUAH_PARTIAL_GRACE, the library's leftover `.incomplete` files, stale locks and blobs
