@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,29 +59,10 @@ def server(home: Path) -> Iterator[TalkTuahProcess]:
     proc = TalkTuahProcess(home, api_key=API_KEY, env=ENV)
     proc.start()
     try:
-        wait_status(proc, lambda s: s["engine_state"] == "ready", 60)
+        proc.wait_status(lambda s: s["engine_state"] == "ready", 60)
         yield proc
     finally:
         proc.stop()
-
-
-def status(proc: TalkTuahProcess) -> dict[str, Any]:
-    with proc.client() as client:
-        body: dict[str, Any] = client.get("/api/model-loading-status").json()
-    return body
-
-
-def wait_status(
-    proc: TalkTuahProcess, done: Callable[[dict[str, Any]], bool], timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        current = status(proc)
-        if done(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"engine never got there: {current}\n{proc.log()[-3000:]}")
-        time.sleep(0.1)
 
 
 def switch_and_wait(
@@ -91,8 +72,8 @@ def switch_and_wait(
         answer = client.post("/api/switch-model", params={"model_id": model_id})
     assert answer.status_code in (200, 202), answer.text
     wanted = serves or model_id
-    return wait_status(
-        proc, lambda s: s["engine_state"] == "ready" and s["serving_model"] == wanted, 90
+    return proc.wait_status(
+        lambda s: s["engine_state"] == "ready" and s["serving_model"] == wanted, 90
     )
 
 
@@ -120,7 +101,7 @@ def tokens_counted(proc: TalkTuahProcess) -> float:
 
 
 def test_a_gguf_model_serves_on_llamacpp(server: TalkTuahProcess, home: Path) -> None:
-    ready = status(server)
+    ready = server.status()
     assert ready["engine"] == "llamacpp" and ready["serving_model"] == CHAT
     assert model_file(home).endswith("chat-Q4_K_M.gguf")  # no tag: Q4_K_M
     environ = Path(f"/proc/{engine_pid(home)}/environ").read_bytes().split(b"\0")
@@ -183,9 +164,7 @@ def test_switching_to_safetensors_changes_the_engine(server: TalkTuahProcess) ->
 def test_a_killed_llamacpp_is_restarted(server: TalkTuahProcess, home: Path) -> None:
     old = engine_pid(home)
     os.kill(old, signal.SIGKILL)
-    ready = wait_status(
-        server, lambda s: s["engine_state"] == "ready" and s["restarts"] >= 1 or False, 60
-    )
+    ready = server.wait_status(lambda s: s["engine_state"] == "ready" and s["restarts"] >= 1, 60)
     assert ready["serving_model"] == CHAT and ready["engine"] == "llamacpp"
     assert engine_pid(home) != old
     answer = httpx.post(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,6 +20,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def engine_record(home: Path, model_id: str) -> dict[str, Any]:
+    """The pidfile record (pid, argv) of the engine instance serving `model_id`: each loaded
+    model has its own (`engine.pid`, `engine-2.pid`, ...) in `$TALKTUAH_HOME/engine/`."""
+    for pidfile in sorted((home / "engine").glob("engine*.pid")):
+        try:
+            record: dict[str, Any] = json.loads(pidfile.read_text())
+        except (OSError, ValueError):
+            continue  # written or removed right now
+        argv = record["argv"]
+        # `transformers serve <id>`, `vllm serve <id>`, llama-server's `--alias <id>`
+        if model_id in argv and argv[argv.index(model_id) - 1] in ("serve", "--alias"):
+            return record | {"pidfile": pidfile}
+    raise AssertionError(f"no engine serves {model_id} in {home / 'engine'}")
+
+
+def engine_pid(home: Path, model_id: str) -> int:
+    return int(engine_record(home, model_id)["pid"])
 
 
 class TalkTuahProcess:
@@ -97,6 +119,25 @@ class TalkTuahProcess:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"engine not ready: {status}\n{self.log()[-3000:]}")
                 time.sleep(0.1)
+
+    def status(self) -> dict[str, Any]:
+        """`/api/model-loading-status` now."""
+        with self.client() as client:
+            body: dict[str, Any] = client.get("/api/model-loading-status").json()
+        return body
+
+    def wait_status(
+        self, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Poll the engine status until `done(status)`; fail with it and the log tail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.status()
+            if done(current):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"engine never got there: {current}\n{self.log()[-3000:]}")
+            time.sleep(0.1)
 
     def wait_exit(self, timeout: float = 15) -> int:
         assert self.proc is not None
