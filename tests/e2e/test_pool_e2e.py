@@ -9,9 +9,11 @@ Two servers for the module, each started once:
   restarts with backoff while the other serves and a load during the backoff is accepted;
   a truncated .gguf fails with its log tail and leaves the others alone.
 - `tight`: no default, and room for one model (TALKTUAH_MAX_LOADED_MODELS=1): A then B
-  swaps, A's process is gone. (A byte budget is not used here: a tiny llama-server's
-  measured memory is far below the estimate made before it loads, so a byte count that
-  fits exactly one is a guess about this machine.)
+  swaps, A's process is gone; 12 concurrent requests alternating A/B are collated into
+  batches (A A A B B B, not A B A B), so they load a model at most 4 times, not 12.
+  (A byte budget is not used here: a tiny llama-server's measured memory is far below the
+  estimate made before it loads, so a byte count that fits exactly one is a guess about
+  this machine.)
 
 Engine processes are told apart by their pidfiles (one per loaded model: engine.pid,
 engine-2.pid, ...) and the `-m` each llama-server got.
@@ -19,11 +21,13 @@ engine-2.pid, ...) and the `-m` each llama-server got.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +51,18 @@ COMMON = {
 }
 
 
+@functools.cache
+def gguf(seed: int) -> bytes:
+    """Built once for both servers' homes (building is most of this module's setup)."""
+    return tiny_gguf_bytes(seed)
+
+
 def install(home: Path) -> Path:
     models = home / "models" / "hub"
     for seed, model_id in enumerate((A, B, C), start=31):
         name = model_id.split("/")[1].split("-")[0]
-        install_in_cache(models, model_id, {f"{name}-Q4_K_M.gguf": tiny_gguf_bytes(seed)})
-    whole = tiny_gguf_bytes(34)
+        install_in_cache(models, model_id, {f"{name}-Q4_K_M.gguf": gguf(seed)})
+    whole = gguf(34)
     install_in_cache(models, BAD, {"bad-Q4_K_M.gguf": whole[: len(whole) // 2]})
     return home
 
@@ -252,3 +262,54 @@ def test_a_budget_that_fits_one_model_swaps_a_then_b(tight: TalkTuahProcess) -> 
     assert metric(tight, evictions) == 1
     assert ask(tight, A), "and back: B makes room for A"
     assert set(ps(tight)) == {A}
+
+
+def test_concurrent_requests_alternating_two_models_are_collated(tight: TalkTuahProcess) -> None:
+    loads = 'talktuah_model_loads_total{model="org/'
+    before = metric(tight, loads)
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def post(model: str) -> httpx.Response:
+        return httpx.post(
+            f"{tight.url}/v1/chat/completions",
+            json=body | {"model": model},
+            headers=headers,
+            timeout=90,
+        )
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(post, [A, B] * 6))
+    assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers]
+    assert [a.json()["model"] for a in answers] == [A, B] * 6
+    assert metric(tight, loads) - before <= 4, "collated into batches, not a swap per request"
+    assert len(ps(tight)) == 1
+
+
+def test_a_model_kept_busy_does_not_starve_the_other(tight: TalkTuahProcess) -> None:
+    """Fairness: with A never idle (three clients back to back), a request for B still gets
+    its turn: A's new requests queue behind B instead of keeping A busy for ever."""
+    assert ask(tight, A)
+    done = False
+
+    def keep_a_busy() -> list[int]:
+        codes = []
+        with tight.client() as client:
+            while not done:
+                body = {"model": A, "messages": [{"role": "user", "content": "hi"}]}
+                answer = client.post("/v1/chat/completions", json=body | {"max_tokens": 8})
+                codes.append(answer.status_code)
+        return codes
+
+    with ThreadPoolExecutor(3) as pool:
+        busy = [pool.submit(keep_a_busy) for _ in range(3)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        try:
+            assert ask(tight, B)
+        finally:
+            done = True
+        waited = time.monotonic() - started
+        codes = [code for future in busy for code in future.result(timeout=60)]
+    assert waited < 20, waited
+    assert codes and set(codes) == {200}

@@ -132,6 +132,9 @@ class EngineInstance:
         self.measured_bytes: int | None = None
         self.served_model: str | None = None  # an external engine says what it serves
         self.evicted: str | None = None  # why it was unloaded, when it was evicted
+        #: An eviction is posted and not yet carried out: the pool routes nothing to it
+        #: meanwhile (a request let in would call the eviction off, leaving one too many).
+        self.evicting = False
         self.load_queued = False
         self.traffic = Traffic(on_idle=self._idle)
         self._on_change = on_change
@@ -253,6 +256,7 @@ class EngineInstance:
             if command.if_idle and not self._expired(after_request=True):
                 return False
             if command.evicted and not self.traffic.idle:
+                self.evicting = False
                 return False  # a request got in since the eviction was decided
             self._unload(command.reason, command.evicted)
             return True

@@ -111,6 +111,9 @@ class EnginePool:
         self._leaving: set[EngineInstance] = set()  # unloading: holding a slot and memory
         self._routes: dict[str | None, EngineInstance] = {}
         self._measured: dict[str, int] = {}  # bytes a model took when last loaded
+        self._turns: dict[str, _Turn] = {}  # models waiting for room, first asked first
+        self._drain: frozenset[str] = frozenset()  # what the head of `_turns` waits for
+        self._load_waiters: dict[str, int] = {}  # requests waiting for a model's load
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -132,46 +135,139 @@ class EnginePool:
         started = time.monotonic()
         deadline = started + self.settings.proxy_load_wait
         waited = tried = False
-        while True:
-            instance = self.instances.get(model_id)
-            state = instance.status.state if instance is not None else InstanceState.STOPPED
-            if instance is not None and state == InstanceState.READY:
-                if keep_alive is not None and model_id != self.default_id:
-                    instance.keep_alive = seconds
-                if waited:
-                    self.metrics.load_wait.labels(model_id).observe(time.monotonic() - started)
-                return instance
-            if instance is not None and instance.loading:
-                waited = tried = True
-                await instance.wait_ready(max(0.0, deadline - time.monotonic()))
-                if instance.loading:
-                    raise EngineLoadingError(
-                        f"The engine is still loading {model_id}; retry shortly (GET /api/ps "
-                        "or /api/model-loading-status shows progress).",
-                        retry_after=self._retry_after(),
-                        model_id=model_id,
-                    )
-                continue
-            if instance is not None and state == InstanceState.FAILED and tried:
-                raise self._load_failed(instance.status)
-            if (
-                model_id == self.default_id
-                and instance is not None
-                and not self._may_load(instance)
-            ):
-                raise self._nothing_serves(instance.status)
-            self._check_loadable(model_id)
-            try:
-                self.ensure(model_id)  # the request's keep_alive applies once it is routed
-            except NoRoom as full:
+        admitted = False  # waited for this model's load: served even while it drains
+        turn: _Turn | None = None  # its place in the queue for room
+        try:
+            while True:
+                instance = self.instances.get(model_id)
+                state = instance.status.state if instance is not None else InstanceState.STOPPED
+                if turn is not None and turn.served:
+                    admitted = True
+                if (
+                    instance is not None
+                    and state == InstanceState.READY
+                    and not instance.evicting
+                    and (admitted or model_id not in self._drain)
+                ):
+                    if keep_alive is not None and model_id != self.default_id:
+                        instance.keep_alive = seconds
+                    if waited:
+                        self.metrics.load_wait.labels(model_id).observe(time.monotonic() - started)
+                    return instance
+                if instance is not None and instance.evicting:
+                    if time.monotonic() >= deadline:
+                        raise PoolFullError(self._behind(model_id), retry_after=self._retry_after())
+                    waited = True
+                    await asyncio.sleep(ROOM_POLL_SECONDS)  # gone in a moment; then load again
+                    continue
+                if instance is not None and instance.loading:
+                    waited = tried = admitted = True
+                    await self._wait_load(instance, deadline)
+                    if instance.loading:
+                        raise EngineLoadingError(
+                            f"The engine is still loading {model_id}; retry shortly (GET "
+                            "/api/ps or /api/model-loading-status shows progress).",
+                            retry_after=self._retry_after(),
+                        )
+                    continue
+                if instance is not None and state == InstanceState.FAILED and tried:
+                    raise self._load_failed(instance.status)
+                if (
+                    model_id == self.default_id
+                    and instance is not None
+                    and not self._may_load(instance)
+                ):
+                    raise self._nothing_serves(instance.status)
+                self._check_loadable(model_id)
+                head = next(iter(self._turns), None)
+                full: NoRoom | None = None
+                if head in (None, model_id) or not self._drain:
+                    try:
+                        self.ensure(model_id)  # the request's keep_alive applies once routed
+                    except NoRoom as exc:
+                        full = exc
+                    else:
+                        self._served(model_id)
+                        waited = tried = admitted = True
+                        continue
                 if time.monotonic() >= deadline:
-                    raise PoolFullError(
-                        str(full), retry_after=self._retry_after(), model_id=model_id
-                    ) from full
+                    message = str(full) if full else self._behind(model_id)
+                    raise PoolFullError(message, retry_after=self._retry_after()) from full
+                turn = turn or self._queue(model_id)
+                if full is not None and next(iter(self._turns)) == model_id:
+                    self._drain_for(full)
                 waited = True
                 await asyncio.sleep(ROOM_POLL_SECONDS)
-                continue
-            waited = tried = True
+        finally:
+            if turn is not None:
+                self._leave(model_id, turn)
+
+    # -- swap-aware queueing -------------------------------------------------------------------
+    #
+    # When the limits leave no room, requests queue by model, in the order their models
+    # first asked (`_turns`). Only the model at the head tries to make room; the models it
+    # waits for (busy: requests in flight or waiting for their load) are drained: taken out
+    # of the routing table, so that new requests for them queue behind it instead of
+    # keeping them busy for ever. A model's turn serves every request waiting for it at
+    # once (its batch: those queued, and those that arrive while it loads), so A B A B
+    # becomes A A B B: one swap per batch, not per request. Fairness: a request waits for
+    # at most one batch of each model queued before it, i.e. no more swaps than there are
+    # models ahead of it in the turns.
+
+    async def _wait_load(self, instance: EngineInstance, deadline: float) -> None:
+        """Wait for `instance` to load, counted so that it is not evicted between its
+        ready and the moment its waiters have entered (they wake within a poll)."""
+        model_id = instance.model_id
+        self._load_waiters[model_id] = self._load_waiters.get(model_id, 0) + 1
+        try:
+            await instance.wait_ready(max(0.0, deadline - time.monotonic()))
+        finally:
+            left = self._load_waiters[model_id] - 1
+            if left:
+                self._load_waiters[model_id] = left
+            else:
+                del self._load_waiters[model_id]
+
+    def _queue(self, model_id: str) -> _Turn:
+        turn = self._turns.get(model_id)
+        if turn is None:
+            turn = self._turns[model_id] = _Turn()
+        turn.waiting += 1
+        return turn
+
+    def _leave(self, model_id: str, turn: _Turn) -> None:
+        turn.waiting -= 1
+        if turn.waiting == 0 and self._turns.get(model_id) is turn:
+            head = next(iter(self._turns)) == model_id
+            del self._turns[model_id]
+            if head:
+                self._set_drain(set())
+
+    def _served(self, model_id: str) -> None:
+        """`model_id` got its room: its queued requests are its batch; the next model's
+        turn begins."""
+        turn = self._turns.pop(model_id, None)
+        if turn is not None:
+            turn.served = True
+            self._set_drain(set())
+
+    def _drain_for(self, full: NoRoom) -> None:
+        self._set_drain(set(full.busy))
+
+    def _set_drain(self, models: set[str]) -> None:
+        if models == self._drain:
+            return
+        with self._lock:
+            self._drain = frozenset(models)
+            self._rebuild_routes()
+
+    def _behind(self, model_id: str) -> str:
+        ahead = [m for m in self._turns if m != model_id]
+        return (
+            f"No room for {model_id} yet: it waits its turn behind {', '.join(ahead) or 'none'} "
+            f"(TALKTUAH_MAX_LOADED_MODELS={self.settings.max_loaded_models}). Retry shortly, "
+            "or raise the limits."
+        )
 
     def _external_route(self) -> EngineInstance:
         instance = self.instances.get("")
@@ -277,7 +373,7 @@ class EnginePool:
             residents = [
                 self._resident(other)
                 for other in self.instances.values()
-                if other is not instance and other.status.holds_process
+                if other is not instance and _takes_room(other)
             ]
             estimate = self.estimate(model_id)
             victims = plan_room(
@@ -292,6 +388,7 @@ class EnginePool:
                 gone = self.instances[victim.model_id]
                 leaving.append(gone)
                 self._drop_route(gone)
+                gone.evicting = True
                 gone.post(Unload(f"evicted to make room for {model_id} ({reason}).", reason))
             if instance is None:
                 slot = self._free_slot()
@@ -367,13 +464,14 @@ class EnginePool:
         self.metrics.model_loads.labels(model_id).inc()
 
     def _resident(self, instance: EngineInstance) -> Resident:
-        state = instance.status.state
         return Resident(
             instance.model_id,
             instance.footprint,
             instance.traffic.last_used,
             pinned=instance.pinned,
-            busy=not instance.traffic.idle or state == InstanceState.LOADING,
+            busy=not instance.traffic.idle
+            or instance.loading
+            or instance.model_id in self._load_waiters,
         )
 
     def _eviction_reason(self, residents: list[Resident], estimate: int) -> str:
@@ -413,6 +511,8 @@ class EnginePool:
         for model_id, instance in self.instances.items():
             if instance.status.state != InstanceState.READY:
                 continue
+            if model_id in self._drain or instance.evicting:
+                continue  # new requests for it queue behind the model waiting for room
             if self.external:
                 routes.update(dict.fromkeys(DEFAULT_ALIASES, instance))
                 if instance.served_model:
@@ -501,6 +601,25 @@ class EnginePool:
                 }
             )
         return rows
+
+
+def _takes_room(instance: EngineInstance) -> bool:
+    """Whether `instance` counts against the limits: it holds a process, or is about to
+    (a load queued but not begun yet, a restart pending): two first requests for two
+    models a moment apart must not both find room for one."""
+    status = instance.status
+    return status.holds_process or instance.loading or status.state == InstanceState.RESTARTING
+
+
+class _Turn:
+    """One model's place in the queue for room: how many requests wait in it, and whether
+    its room was made (its waiters are then its batch, served even while it drains)."""
+
+    __slots__ = ("waiting", "served")
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.served = False
 
 
 def _reported(state: InstanceState) -> str:
