@@ -18,10 +18,11 @@ from .engine.base import EngineState
 from .engine.drivers import make_driver
 from .engine.supervisor import EngineSupervisor, SwitchOutcome
 from .keys import KeyStore
+from .logs import remember_secret
 from .metrics import Metrics, gauge
 from .proxy import EngineProxy
 from .ratelimit import RateLimits
-from .security import ApiKey
+from .security import ApiKey, rotate_generated_key
 from .state import StateDB
 from .store import ModelStore
 
@@ -29,7 +30,6 @@ from .store import ModelStore
 @dataclass
 class Services:
     settings: Settings
-    api_key: ApiKey
     state: StateDB
     store: ModelStore
     downloads: DownloadManager
@@ -53,7 +53,6 @@ class Services:
         engine = EngineSupervisor(settings, state, store, make_driver(settings), metrics)
         services = cls(
             settings=settings,
-            api_key=api_key,
             state=state,
             store=store,
             downloads=downloads,
@@ -67,6 +66,15 @@ class Services:
         downloads.on_bytes = metrics.download_bytes.inc
         metrics.watch(services._live_metrics)
         return services
+
+    def rotate_admin_key(self) -> ApiKey:
+        """Replace the generated admin key (file and memory) and return the new one: the
+        old one stops working at once, and the new one is masked in logs from now on.
+        KeyRotationError when the admin key comes from the environment."""
+        new = rotate_generated_key(self.settings, self.keys.env_key)
+        self.keys.env_key = new
+        remember_secret(new.value)
+        return new
 
     def _live_metrics(self) -> Iterator[Metric]:
         jobs = gauge("talktuah_download_jobs", "Download jobs by status", ["status"])

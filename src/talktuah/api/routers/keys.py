@@ -8,8 +8,6 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from ...keys import MAX_EXPIRES_IN_DAYS, MAX_STREAMS
-from ...logs import remember_secret
-from ...security import rotate_generated_key
 from .. import schemas
 from ..deps import ServicesDep
 
@@ -57,10 +55,7 @@ def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
 @router.post("/keys/rotate-admin", response_model=schemas.AdminKey)
 def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
     """A new generated admin key, effective at once; the old one stops working."""
-    new = rotate_generated_key(services.settings, services.keys.env_key)
-    services.api_key = new
-    services.keys.env_key = new
-    remember_secret(new.value)
+    new = services.rotate_admin_key()
     return {
         "key": new.value,
         "message": f"The admin key was replaced and stored in {services.settings.api_key_path}; "
