@@ -1,5 +1,6 @@
 """How `use` and `ps` show the engine: what serves now first, the last failure apart, and
-a failure's cause before its frames (issue 16).
+a failure's cause before its frames (issue 16); and the loaded models of the engine pool
+(`GET /api/ps`, issue 18) as `ps`'s table rows.
 
 A rolled-back switch used to print `status  failed` while the previous model served, and a
 load failure printed 30 lines of traceback before the line that says why. Pure functions of
@@ -8,7 +9,10 @@ load failure printed 30 lines of traceback before the line that says why. Pure f
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from ..sizes import format_bytes
 
 _HOW = {
     "crash": "the engine serving {model} died",
@@ -77,3 +81,37 @@ def use_failure_lines(model_id: str, status: dict[str, Any], *, verbose: bool) -
     return [f"{failure_headline(failure)}{still}."] + failure_lines(
         failure, verbose=verbose, command=f"talktuah use {model_id}"
     )
+
+
+def expires_in(row: dict[str, Any], now: datetime) -> str:
+    """When a loaded model unloads by idle time, as a person reads it ("4m 10s")."""
+    if row.get("pinned"):
+        return "never (default model)"
+    if row.get("in_flight"):
+        return "in use"
+    expires = row.get("expires_at")
+    if not expires:
+        return "never (keep_alive -1)" if row.get("state") == "ready" else "-"
+    left = max(0, int((datetime.fromisoformat(expires) - now).total_seconds()))
+    minutes, seconds = divmod(left, 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def loaded_rows(models: list[dict[str, Any]], now: datetime) -> list[tuple[str, ...]]:
+    """`talktuah ps`'s table of loaded models: model, state, engine, memory, expires in."""
+    rows: list[tuple[str, ...]] = []
+    for row in models:
+        memory = row.get("memory_bytes")
+        state = str(row["state"])
+        if row.get("error") and state in ("failed", "restarting"):
+            state += f": {row['error'].get('cause') or row.get('message', '')}"
+        rows.append(
+            (
+                str(row["model"]),
+                state,
+                str(row.get("engine", "")),
+                format_bytes(memory) if memory else "-",
+                expires_in(row, now),
+            )
+        )
+    return rows

@@ -1,4 +1,5 @@
-"""Model commands: pull, ls, rm, use, ps/status, downloads — all through the HTTP API.
+"""Model commands: pull, ls, rm, use, ps/status, load, unload, downloads — all through
+the HTTP API.
 
 They replace the seed's download_model.sh / delete_model.sh: one source of truth, the server.
 Ids a next command needs (model ids, job ids) are never cut in a table: those columns do not
@@ -8,12 +9,13 @@ wrap, whatever the terminal width; free text (errors) folds instead.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from ..sizes import format_bytes, format_speed
-from .engine_view import engine_lines, use_failure_lines
+from .engine_view import engine_lines, loaded_rows, use_failure_lines
 from .output import console, fail, id_table, model_arg, out, say, server_client
 from .pull import pull
 
@@ -135,14 +137,23 @@ def processes(
         bool, typer.Option("--dismiss", metavar="", help="Clear the last failure's notice")
     ] = False,
 ) -> None:
-    """Engine state, the active model, the last failure and running downloads."""
+    """Engine state, the active model, the last failure, the loaded models (state, memory,
+    expires in) and running downloads."""
     with server_client() as client:
         if dismiss:
             say(client.request("POST", "/api/engine/dismiss-failure").json()["message"])
         engine = client.request("GET", "/api/model-loading-status").json()
+        loaded = client.request("GET", "/api/ps").json()["models"]
         jobs = client.request("GET", "/api/downloads").json()["downloads"]
     for line in engine_lines(engine, verbose=verbose):
         out.print(line, markup=False)
+    if loaded:
+        table = id_table("model", rest=("state", "engine", "memory", "expires in"))
+        for row in loaded_rows(loaded, datetime.now(UTC)):
+            table.add_row(*row)
+        out.print(table)
+    else:
+        out.print("loaded  none: a request naming a model loads it, or `talktuah load MODEL`")
     live = [j for j in jobs if j["status"] in ("queued", "downloading")]
     if not live:
         out.print("downloads  none running")
@@ -155,6 +166,56 @@ def processes(
 
 
 models_app.command("status", help="Same as `ps`.")(processes)
+
+
+@models_app.command()
+def load(
+    model_id: Annotated[str, MODEL],
+    keep_alive: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-alive", metavar="DURATION", help="Idle time before it unloads: 5m, 30s, -1"
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="How long to wait for it to load")
+    ] = 900,
+) -> None:
+    """Load a model beside those loaded (the default model keeps serving) and wait for it."""
+    model_id = model_arg(model_id).model_id
+    params = {"model_id": model_id} | ({"keep_alive": keep_alive} if keep_alive else {})
+    started = time.monotonic()
+    seen_loading = False
+    with server_client() as client:
+        client.request("POST", "/api/load-model", params=params)
+        while True:
+            rows = {r["model"]: r for r in client.request("GET", "/api/ps").json()["models"]}
+            row = rows.get(model_id)
+            state = row["state"] if row is not None else "stopped"
+            if row is not None and state == "ready":
+                say(f"{model_id} is loaded ({row['engine']}).")
+                return
+            seen_loading = seen_loading or state == "loading"
+            # the state from before the load (failed, restarting) may show for a moment
+            settled = seen_loading or time.monotonic() - started > 2
+            if settled and state in ("failed", "stopped"):
+                error = (row or {}).get("error") or {}
+                cause = error.get("cause") or (row or {}).get("message") or "it was unloaded"
+                fail(f"{model_id} did not load: {cause}. `talktuah ps` shows the loaded models.")
+            if time.monotonic() - started > timeout:
+                fail(
+                    f"{model_id} is still loading after {timeout:.0f} s; `talktuah ps` follows it."
+                )
+            time.sleep(0.2)
+
+
+@models_app.command()
+def unload(model_id: Annotated[str, MODEL]) -> None:
+    """Stop a loaded model's engine now (the memory is free once it has stopped)."""
+    model_id = model_arg(model_id).model_id
+    with server_client() as client:
+        client.request("POST", "/api/unload-model", params={"model_id": model_id})
+    say(f"Unloading {model_id}; `talktuah ps` lists what stays loaded.")
 
 
 @models_app.command("downloads")
