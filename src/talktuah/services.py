@@ -24,7 +24,7 @@ from .proxy import EngineProxy
 from .ratelimit import RateLimits
 from .security import ApiKey, rotate_generated_key
 from .state import StateDB
-from .store import ModelStore
+from .store import DeletedModel, ModelStore
 
 
 @dataclass
@@ -106,6 +106,16 @@ class Services:
             return self.engine.switch(model_id, force=force)
         self.state.active_model = model_id
         return SwitchOutcome.SWITCHING
+
+    def delete_model(self, model_id: str, *, force: bool = False) -> DeletedModel:
+        """Delete a model's files, forget its failure, and stop its engine if it was the
+        active one (only when TalkTuah runs the engine). ModelInUseError for the active
+        model without `force`; ModelBusyError while a download of it runs."""
+        deleted = self.store.delete(model_id, force=force)
+        self.engine.forget(model_id)
+        if deleted.was_active and self.engine.driver.manages_models:
+            self.engine.unload(f"The active model {model_id} was deleted.")
+        return deleted
 
     def activate_downloaded(self, model_id: str) -> None:
         """A download job with `activate` finished: its files are new (a new revision of the

@@ -63,10 +63,7 @@ def delete_model(
     force: bool = Query(False, description="Delete even if it is the active model"),
 ) -> dict[str, Any]:
     model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
-    deleted = services.store.delete(model_id, force=force)
-    services.engine.forget(model_id)
-    if deleted.was_active and services.engine.driver.manages_models:
-        services.engine.unload(f"The active model {model_id} was deleted.")
+    deleted = services.delete_model(model_id, force=force)
     message = f"Successfully deleted {model_id} ({deleted.size_mb} MB freed)"
     if deleted.was_active:
         message += "; it was the active model, so no model is active now"
