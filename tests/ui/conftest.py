@@ -7,7 +7,6 @@ started here is stopped by its fixture's teardown.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from ..support.constants import API_KEY, FAST_DOWNLOADS
+from ..support.constants import FAST_DOWNLOADS
 from ..support.engine import FAKE_ENGINE
 from ..support.fixtures import serve_hub
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
+from ..support.ui import model_files as _model_files
+from ..support.ui import serve as _serve
 
 CHROMIUM = os.environ.get("TALKTUAH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,23 +35,6 @@ PHONE = {"width": 390, "height": 844}
 
 # Installed before the server starts: `org/a` is served at start, `org/old` is there to delete.
 INSTALLED = ("org/a", "org/old")
-
-
-def _model_files(repo_id: str) -> dict[str, bytes]:
-    """Enough for the store to list the model complete; the stand-in engine never reads it."""
-    return {
-        "config.json": json.dumps({"model_type": "llama", "id": repo_id}).encode(),
-        "model.safetensors": repo_id.encode() * 4096,
-    }
-
-
-def _serve(home: Path, env: dict[str, str]) -> Iterator[TalkTuahProcess]:
-    proc = TalkTuahProcess(home, api_key=API_KEY, env=env)
-    proc.start(timeout=20)
-    try:
-        yield proc
-    finally:
-        proc.stop(timeout=5)
 
 
 @pytest.fixture(scope="module")
