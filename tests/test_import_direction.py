@@ -6,8 +6,10 @@ talktuah.downloads, or a change there could break listing and deleting models.""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,15 @@ def test_the_download_code_still_names_its_jobs() -> None:
     from talktuah.store import validate_model_id
 
     assert JobStore is Table and validate_model_id("org/a") == "org/a"
+
+
+def test_no_test_imports_from_a_conftest() -> None:
+    """Helpers live in tests/support (importable); conftest files only hold fixtures, which
+    pytest injects. Importing from a conftest loads it twice under two names."""
+    tests = Path(__file__).parent
+    offenders = [
+        str(path.relative_to(tests))
+        for path in tests.rglob("*.py")
+        if re.search(r"^from \.+conftest import", path.read_text(), re.M)
+    ]
+    assert not offenders, f"move what these import into tests/support/: {offenders}"
