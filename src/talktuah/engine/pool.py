@@ -156,7 +156,11 @@ class EnginePool:
                     return instance
                 if instance is not None and instance.evicting:
                     if time.monotonic() >= deadline:
-                        raise PoolFullError(self._behind(model_id), retry_after=self._retry_after())
+                        raise PoolFullError(
+                            self._behind(model_id),
+                            retry_after=self._retry_after(),
+                            model_id=model_id,
+                        )
                     waited = True
                     await asyncio.sleep(ROOM_POLL_SECONDS)  # gone in a moment; then load again
                     continue
@@ -168,6 +172,7 @@ class EnginePool:
                             f"The engine is still loading {model_id}; retry shortly (GET "
                             "/api/ps or /api/model-loading-status shows progress).",
                             retry_after=self._retry_after(),
+                            model_id=model_id,
                         )
                     continue
                 if instance is not None and state == InstanceState.FAILED and tried:
@@ -192,7 +197,9 @@ class EnginePool:
                         continue
                 if time.monotonic() >= deadline:
                     message = str(full) if full else self._behind(model_id)
-                    raise PoolFullError(message, retry_after=self._retry_after()) from full
+                    raise PoolFullError(
+                        message, retry_after=self._retry_after(), model_id=model_id
+                    ) from full
                 turn = turn or self._queue(model_id)
                 if full is not None and next(iter(self._turns)) == model_id:
                     self._drain_for(full)
