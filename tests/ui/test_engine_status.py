@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from ..support.engine import FAKE_ENGINE, fail_log
+from ..support.engine import fail_log
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
-from ..support.ui import model_files as _model_files
-from ..support.ui import serve as _serve
+from .conftest import FAKE_ENGINE, _model_files, _serve
 from .test_dashboard import assert_fits, go, open_dashboard, shot, sign_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,7 +97,7 @@ def test_a_rolled_back_switch_reads_as_serving_the_previous_model(
     expect(page.locator("#engine-badge")).to_have_text("ready")
     facts = page.locator("#engine-facts")
     expect(facts).to_contain_text("Servingorg/a")
-    expect(page.locator("#engine-message")).to_contain_text("org/a was restored and serves")
+    expect(page.locator("#engine-message")).to_contain_text("org/a still serves")
     notice = page.locator("#engine-failure")
     expect(notice).to_be_visible()
     expect(page.locator("#engine-failure-text")).to_contain_text("org/noarch failed to load")

@@ -17,6 +17,8 @@ let engineTimer = null;
 let polling = false; // one status request at a time
 let pollAgain = false; // someone asked for fresh status while one was in flight
 let lastStatus = null;
+let engineSeq = 0; // status fetches begun
+const engineListeners = new Set();
 
 // -- feedback ---------------------------------------------------------------------------
 
@@ -47,9 +49,15 @@ function announce(message) {
 const ctx = {
   toast,
   announce,
-  engineStatus: (status) => applyEngineStatus(status),
   lastEngineStatus: () => lastStatus,
   refreshEngine: () => pollEngine(),
+  /** The one engine-status source: `listener(status, seq)` on every fetch; returns stop. */
+  onEngineStatus(listener) {
+    engineListeners.add(listener);
+    return () => engineListeners.delete(listener);
+  },
+  /** How many status fetches have begun: a listener skips answers begun before its own. */
+  engineSeq: () => engineSeq,
   downloadStarted(job) {
     downloads.added(job);
     goTo("downloads");
@@ -92,6 +100,7 @@ function goTo(tab, { focus = false } = {}) {
   else if (tab === "engine") {
     if (lastStatus) engine.renderStatus(lastStatus);
     engine.refreshHealth();
+    engine.refreshLoaded();
   } else if (tab === "chat") chat.show();
 }
 
@@ -107,10 +116,11 @@ $(".tabs").addEventListener("keydown", (event) => {
 });
 window.addEventListener("hashchange", () => goTo(location.hash.slice(1)));
 $("#engine-pill").addEventListener("click", () => goTo("engine", { focus: true }));
+$("#engine-refresh").addEventListener("click", () => pollEngine());
 
 // -- engine status loop -----------------------------------------------------------------
 
-function applyEngineStatus(status) {
+function applyEngineStatus(status, seq) {
   const changed =
     !lastStatus ||
     lastStatus.engine_state !== status.engine_state ||
@@ -124,6 +134,7 @@ function applyEngineStatus(status) {
   pill.setAttribute("aria-label", `Engine ${label}. Show engine details.`);
   engine.renderStatus(status);
   if (changed) chat.engineChanged(status, currentTab === "chat");
+  for (const listener of [...engineListeners]) listener(status, seq);
 }
 
 /** What serves now, never a model that was deleted or that failed while another serves. */
@@ -146,9 +157,13 @@ async function pollEngine() {
   clearTimeout(engineTimer);
   try {
     if (!document.hidden) {
+      const seq = ++engineSeq;
       const { data } = await get("/api/model-loading-status");
-      if (signedIn) applyEngineStatus(data);
-      if (signedIn && currentTab === "engine") engine.refreshHealth();
+      if (signedIn) applyEngineStatus(data, seq);
+      if (signedIn && currentTab === "engine") {
+        engine.refreshHealth();
+        engine.refreshLoaded();
+      }
     }
   } catch (exc) {
     if (signedIn) {
@@ -162,7 +177,9 @@ async function pollEngine() {
   }
   if (!signedIn) return;
   clearTimeout(engineTimer);
-  const loading = lastStatus && (lastStatus.engine_state === "loading" || lastStatus.restart_pending);
+  const loading =
+    (lastStatus && (lastStatus.engine_state === "loading" || lastStatus.restart_pending)) ||
+    engineListeners.size > 0; // someone (a switch) waits for the next state
   const delay = pollAgain ? 0 : loading ? ENGINE_POLL_LOADING_MS : ENGINE_POLL_MS;
   pollAgain = false;
   engineTimer = setTimeout(pollEngine, delay);

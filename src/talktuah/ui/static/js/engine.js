@@ -1,8 +1,18 @@
-// Engine: the supervisor's state (GET /api/model-loading-status) and health (GET /api/healthz).
+// Engine: the supervisor's state (GET /api/model-loading-status), health (GET /api/healthz)
+// and the loaded models of the engine pool (GET /api/ps), each with an unload button. The
+// app's one engine poller drives them all (app.js pollEngine); nothing here polls.
 // The state card says what serves now; the last failure is a notice of its own, kept until
 // dismissed (POST /api/engine/dismiss-failure), so a rolled-back switch never reads "failed".
 import { get, request } from "./api.js";
-import { $, badge, formatDuration, formatTime, h, modelName, replace, setText, toneFor } from "./dom.js";
+import { $, badge, formatBytes, formatDuration, formatTime, h, modelName, replace, setText, toneFor } from "./dom.js";
+
+/** When an idle model unloads, as a person reads it. */
+export function unloadsIn(row, now = Date.now()) {
+  if (row.pinned) return "never (default model)";
+  if (row.in_flight) return "in use";
+  if (!row.expires_at) return row.state === "ready" ? "never" : "—";
+  return `in ${formatDuration(Math.max(0, (Date.parse(row.expires_at) - now) / 1000))}`;
+}
 
 /** What the engine does now, from the fields that say it (not the legacy `status`). */
 export function engineState(status) {
@@ -123,9 +133,74 @@ export function createEngine(ctx) {
     }
   }
 
+  const loadedBody = $("#loaded-body");
+  const loadedError = $("#loaded-error");
+  let lastLoaded = null;
+
+  function renderLoaded(models) {
+    const key = JSON.stringify(models.map((m) => [m.model, m.state, m.memory_bytes, m.expires_at, m.in_flight]));
+    if (key === lastLoaded) return;
+    lastLoaded = key;
+    if (!models.length) {
+      replace(loadedBody, h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No model is loaded.")));
+      return;
+    }
+    replace(
+      loadedBody,
+      models.map((row) =>
+        h(
+          "tr",
+          { dataset: { model: row.model } },
+          h("td", {}, h("code", {}, modelName(row.model))),
+          h("td", {}, badge(row.state, toneFor(row.state))),
+          h("td", { class: "num" }, row.memory_bytes ? formatBytes(row.memory_bytes) : "—"),
+          h("td", {}, unloadsIn(row)),
+          h(
+            "td",
+            {},
+            h(
+              "button",
+              {
+                class: "btn btn-ghost btn-sm",
+                type: "button",
+                "aria-label": `Unload ${row.model}`,
+                onclick: (event) => unload(row.model, event.currentTarget),
+              },
+              "Unload",
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function unload(model, button) {
+    button.disabled = true;
+    setText(loadedError, "");
+    try {
+      await request("POST", "/api/unload-model", { query: { model_id: model } });
+      ctx.announce(`Unloading ${model}.`);
+    } catch (exc) {
+      setText(loadedError, `Could not unload ${model}: ${exc.message}`);
+      button.disabled = false;
+    }
+    ctx.refreshEngine();
+  }
+
+  async function refreshLoaded() {
+    try {
+      const { data } = await get("/api/ps");
+      setText(loadedError, "");
+      renderLoaded(data.models || []);
+    } catch (exc) {
+      setText(loadedError, `Could not list the loaded models: ${exc.message}`);
+    }
+  }
+
   return {
     renderStatus,
     refreshHealth,
+    refreshLoaded,
     showError(message) {
       setText(error, message);
     },
@@ -133,6 +208,8 @@ export function createEngine(ctx) {
       lastLog = null;
       lastRendered = null;
       dismissedAt = null;
+      lastLoaded = null;
+      replace(loadedBody);
       replace(facts);
       replace(healthFacts);
       failure.hidden = true;

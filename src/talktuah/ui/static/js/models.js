@@ -3,7 +3,6 @@ import { ApiError, get, request } from "./api.js";
 import { $, badge, formatBytes, formatDuration, h, modelName, replace, setText, shortSha } from "./dom.js";
 import { failureSummary } from "./engine.js";
 
-const SWITCH_POLL_MS = 500;
 
 export function createModels(ctx) {
   const body = $("#models-body");
@@ -17,7 +16,7 @@ export function createModels(ctx) {
   const dialog = $("#delete-dialog");
   let models = [];
   let loaded = false;
-  let switching = null; // {model, timer}
+  let switching = null; // {model, stop}: follows the app's one engine-status poller
 
   async function refresh() {
     try {
@@ -102,7 +101,7 @@ export function createModels(ctx) {
       const { data } = await request("POST", "/api/switch-model", { query: { model_id: modelId } });
       showSwitch("info", data.message || `Loading ${modelId}…`, true);
       ctx.announce(`Switching to ${modelId}.`);
-      switching = { model: modelId, timer: null };
+      switching = { model: modelId, stop: null };
       render({ total_size_bytes: models.reduce((n, m) => n + m.size_bytes, 0) });
       pollSwitch();
     } catch (exc) {
@@ -110,26 +109,27 @@ export function createModels(ctx) {
     }
   }
 
-  async function pollSwitch() {
+  /** Follow the switch through the app's engine status (no poller of its own). */
+  function pollSwitch() {
     if (!switching) return;
+    const since = ctx.engineSeq(); // answers to fetches begun before the switch say nothing
     const target = switching.model;
-    let status;
-    try {
-      ({ data: status } = await get("/api/model-loading-status"));
-    } catch (exc) {
-      showSwitch("bad", `Lost track of the switch to ${target}: ${exc.message}`);
-      switching = null;
-      return;
-    }
-    ctx.engineStatus(status);
+    switching.stop = ctx.onEngineStatus((status, seq) => {
+      if (seq > since) switchStatus(target, status);
+    });
+    ctx.refreshEngine();
+  }
+
+  function switchStatus(target, status) {
+    if (!switching || switching.model !== target) return;
     if (status.engine_state === "loading") {
       const loading = status.loading || {};
       const phase = loading.phase ? ` — ${loading.phase}` : "";
       const elapsed = loading.elapsed_seconds != null ? ` (${formatDuration(loading.elapsed_seconds)})` : "";
       showSwitch("info", `Loading ${loading.model || target}${phase}${elapsed}`, true);
-      switching.timer = setTimeout(pollSwitch, SWITCH_POLL_MS);
       return;
     }
+    switching.stop();
     switching = null;
     if (status.status === "ready" && status.serving_model === target) {
       showSwitch("ok", `${target} is ready and serving.`);
@@ -358,7 +358,7 @@ export function createModels(ctx) {
       return loaded;
     },
     reset() {
-      if (switching && switching.timer) clearTimeout(switching.timer);
+      if (switching && switching.stop) switching.stop();
       switching = null;
       models = [];
       loaded = false;
