@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from ..support.engine import fail_log
+from ..support.engine import FAKE_ENGINE, fail_log
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
-from .conftest import FAKE_ENGINE, _model_files, _serve
+from ..support.ui import model_files as _model_files
+from ..support.ui import serve as _serve
 from .test_dashboard import assert_fits, go, open_dashboard, shot, sign_in
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,9 +13,10 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from ..support.constants import API_KEY
+from ..support.engine import FAKE_ENGINE
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
-from .conftest import FAKE_ENGINE, _model_files, _serve
+from ..support.ui import model_files, serve
 from .test_dashboard import go, open_dashboard, shot, sign_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 def pool_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
     home = tmp_path / "home"
     for repo_id in ("org/a", "org/b", "org/c"):
-        install_in_cache(home / "models" / "hub", repo_id, _model_files(repo_id))
+        install_in_cache(home / "models" / "hub", repo_id, model_files(repo_id))
     env = {
         "DEFAULT_MODEL": "org/a",
         "HF_HOME": str(tmp_path / "hf-home"),
@@ -35,7 +36,7 @@ def pool_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
         "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
         "FAKE_ENGINE_LOAD_DELAY": "3",  # a switch takes a few status polls
     }
-    yield from _serve(home, env)
+    yield from serve(home, env)
 
 
 def test_the_engine_panel_lists_loaded_models_and_unloads_one(
