@@ -27,16 +27,30 @@ _ENV_WE_READ = (
 
 
 _FOLDER_MARKS = {"e2e": ("e2e", "slow"), "ui": ("ui", "slow")}
+#: Modules outside those folders that cost the inner loop most (`--durations`, issue 20):
+#: they start `talktuah serve` or engines, or wait on timeouts and dripping peers by design.
+_SLOW_MODULES = {
+    "docs/test_agent_api_docs.py",
+    "docs/test_curl_examples.py",
+    "docs/test_deploy_files.py",
+    "engine/test_supervisor.py",
+    "engine/test_pool.py",
+    "downloads/test_callback_safety.py",
+    "test_hub_server.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """tests/e2e and tests/ui are `e2e`/`ui` and `slow` by folder (pyproject.toml registers
-    the markers), so `pytest -m "not slow"` is the inner loop without a mark in every file."""
+    """tests/e2e and tests/ui are `e2e`/`ui` and `slow` by folder, and the modules in
+    _SLOW_MODULES are `slow` (pyproject.toml registers the markers), so `pytest -m "not slow"`
+    is the inner loop without a mark in every file."""
     here = Path(__file__).parent
     for item in items:
-        folder = item.path.relative_to(here).parts[0]
-        for name in _FOLDER_MARKS.get(folder, ()):
+        where = item.path.relative_to(here)
+        for name in _FOLDER_MARKS.get(where.parts[0], ()):
             item.add_marker(name)
+        if where.as_posix() in _SLOW_MODULES:
+            item.add_marker("slow")
 
 
 @pytest.fixture(autouse=True)
