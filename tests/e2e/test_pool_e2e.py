@@ -8,6 +8,8 @@ Two servers for the module, each started once:
   `keep_alive` 0 and "2s" unload, the default never unloads by idle time; a killed instance
   restarts with backoff while the other serves and a load during the backoff is accepted;
   a truncated .gguf fails with its log tail and leaves the others alone.
+- `pair`: no default, room for two (TALKTUAH_MAX_LOADED_MODELS=2): a third model evicts the
+  least recently used idle one, never one whose stream is in flight (the stream completes).
 - `tight`: no default, and room for one model (TALKTUAH_MAX_LOADED_MODELS=1): A then B
   swaps, A's process is gone; 12 concurrent requests alternating A/B are collated into
   batches (A A A B B B, not A B A B), so they load a model at most 4 times, not 12.
@@ -88,6 +90,16 @@ def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]:
     home = install(tmp_path_factory.mktemp("pool-tight") / "home")
     proc = start(home, {"TALKTUAH_MAX_LOADED_MODELS": "1"})
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]:
+    home = install(tmp_path_factory.mktemp("pool-pair") / "home")
+    proc = start(home, {"TALKTUAH_MAX_LOADED_MODELS": "2"})
     try:
         yield proc
     finally:
@@ -313,3 +325,35 @@ def test_a_model_kept_busy_does_not_starve_the_other(tight: TalkTuahProcess) -> 
         codes = [code for future in busy for code in future.result(timeout=60)]
     assert waited < 20, waited
     assert codes and set(codes) == {200}
+
+
+# -- room for two ----------------------------------------------------------------------------
+
+
+def test_a_third_model_evicts_the_least_recently_used_idle_one(pair: TalkTuahProcess) -> None:
+    assert ask(pair, A) and ask(pair, B)
+    a_pid = engine_pids(pair.home)[A]
+    assert ask(pair, C)
+    until(lambda: set(ps(pair)) == {B, C}, pair, 10)
+    until(lambda: not alive(a_pid), pair, 10)
+    evicted = f'talktuah_model_evictions_total{{model="{A}",reason="max_loaded_models"}}'
+    assert metric(pair, evicted) == 1
+
+
+def test_a_model_with_a_stream_in_flight_is_never_evicted(pair: TalkTuahProcess) -> None:
+    assert ask(pair, C) and ask(pair, B)  # C is now the least recently used
+    body = {"model": C, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 32,
+            "stream": True}  # fmt: skip
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.stream("POST", f"{pair.url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=60) as stream:  # fmt: skip
+        lines = stream.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert ask(pair, A), "A loads in the place of B, the idle one"
+        assert set(ps(pair)) == {A, C}
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert json.loads(first[6:])["model"] == C
+    assert rest[-1] == "data: [DONE]", "the stream completed"
+    evicted = f'talktuah_model_evictions_total{{model="{B}",reason="max_loaded_models"}}'
+    assert metric(pair, evicted) == 1
+    assert metric(pair, f'talktuah_model_evictions_total{{model="{C}"') == 0
