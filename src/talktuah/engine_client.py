@@ -25,6 +25,9 @@ TalkTuah's own process on loopback, or an external URL the operator gave directl
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import ssl
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar
 from typing import Any, NoReturn
@@ -51,10 +54,23 @@ def engine_client(timeout: httpx.Timeout, max_connections: int = 100) -> httpx.A
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return httpx.AsyncClient(
-        transport=EngineTransport(client=session),
+        transport=EngineTransport(client=session, verify=_ssl_context(*_ca_env())),
         timeout=timeout,
         cookies=_NoCookies(),
     )
+
+
+def _ca_env() -> tuple[str | None, str | None]:
+    return os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+
+
+@functools.cache
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """One CA bundle load per process (per SSL_CERT_FILE / SSL_CERT_DIR), shared by every
+    engine client: loading it was ~40 % of building `Services`, paid again by every test
+    that builds one, though the engine is plain HTTP on loopback unless an external
+    engine's URL says https. httpx reads the same two variables when given `True`."""
+    return httpx.create_ssl_context(verify=True)
 
 
 class _NoCookies(CookieJar):
