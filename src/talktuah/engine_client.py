@@ -54,14 +54,15 @@ def engine_client(timeout: httpx.Timeout, max_connections: int = 100) -> httpx.A
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return httpx.AsyncClient(
-        transport=EngineTransport(client=session, verify=_ssl_context(*_ca_env())),
+        transport=EngineTransport(client=session, verify=shared_ssl_context()),
         timeout=timeout,
         cookies=_NoCookies(),
     )
 
 
-def _ca_env() -> tuple[str | None, str | None]:
-    return os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's one SSL context for engine traffic (see `_ssl_context`)."""
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 @functools.cache

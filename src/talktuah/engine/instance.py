@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from ..config import Settings
+from ..engine_client import shared_ssl_context
 from ..errors import EngineStartError
 from .base import EngineDriver
 from .diagnosis import diagnose
@@ -143,7 +144,7 @@ class EngineInstance:
         self._changed = threading.Condition(self._lock)
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._interrupt = threading.Event()
-        self._http = httpx.Client(timeout=5)
+        self._http = httpx.Client(timeout=5, verify=shared_ssl_context())  # one CA load
         self._thread = threading.Thread(target=self._loop, name=f"engine-{slot}", daemon=True)
         self._thread.start()
 
