@@ -172,9 +172,10 @@ class EngineInstance:
 
     def expires_at(self) -> float | None:
         """When idle unloading is due (time.monotonic()); None while pinned, busy or forever."""
-        if self.pinned or self.keep_alive is None or not self.traffic.idle:
+        keep_alive = self.keep_alive  # read once: a request or a switch may change it now
+        if self.pinned or keep_alive is None or not self.traffic.idle:
             return None
-        return self.traffic.last_used + self.keep_alive
+        return self.traffic.last_used + keep_alive
 
     def post(self, command: Command) -> None:
         if isinstance(command, (Unload, Stop)) and not (
@@ -239,6 +240,10 @@ class EngineInstance:
             try:
                 command = self._commands.get(timeout=self._next_tick())
             except queue.Empty:
+                command = None
+            except Exception:  # the loop must outlive a bug in working out its next tick
+                logger.exception("engine instance %s: next tick failed", self.model_id)
+                time.sleep(self.settings.engine_health_interval)
                 command = None
             try:
                 if self._tick() if command is None else self._handle(command):

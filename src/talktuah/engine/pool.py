@@ -615,6 +615,8 @@ def _takes_room(instance: EngineInstance) -> bool:
     (a load queued but not begun yet, a restart pending): two first requests for two
     models a moment apart must not both find room for one."""
     status = instance.status
+    if status.state == InstanceState.FAILED:
+        return False  # its process is gone (a load that failed is over, whatever is queued)
     return status.holds_process or instance.loading or status.state == InstanceState.RESTARTING
 
 

@@ -342,6 +342,7 @@ class EngineSupervisor:
             )
             return
         self._switching, self._restoring = previous, True
+        instance.pinned = False  # the failed model holds no room the previous one needs
         self.pool.set_default(previous)
         try:  # it had to make room for the failed model: load it again
             self.pool.ensure(previous, pinned=True, keep_alive=None)
