@@ -357,7 +357,12 @@ def test_hub_gone_mid_transfer_ends_the_job_in_error(hub: Hub, home: Path, serve
         assert listed is None or listed["complete"] is False, listed
         kept = snapshot_files(home, model_id, final["commit_hash"])
         assert "model-00001-of-00002.safetensors" in kept, kept
-        assert incomplete_files(home) == [], "the library removes its temp file on failure"
+        # The shard cut off is kept as a resumable partial (downloads/transfer.py) for the
+        # next request to continue from its byte; storage gc reclaims it after its grace.
+        partials = incomplete_files(home)
+        assert [p.suffix for p in partials] == [".talktuah-partial"], partials
+        shard = hub.file_info(model_id, "model-00002-of-00002.safetensors").sha256
+        assert partials[0].name == f"{shard}.talktuah-partial"
 
 
 def test_hub_outage_gives_up_within_the_configured_retry_budget(
