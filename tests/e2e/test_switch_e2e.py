@@ -110,7 +110,8 @@ def test_a_rolled_back_switch_reads_as_serving_the_previous_model(
     ps = cli(server.url, "ps")
     assert ps.returncode == 0, ps.stderr
     assert "engine  transformers: ready" in ps.stdout and "serving  org/a" in ps.stdout
-    assert "active  org/a" in ps.stdout and "status  ready: org/a was restored" in ps.stdout
+    # The pool loads the new model beside the old one: org/a never stopped, it still serves.
+    assert "active  org/a" in ps.stdout and "status  ready: org/a still serves" in ps.stdout
     assert "failure  org/noarch did not load" in ps.stdout
     assert "  Cause: TypeError: 'NoneType' object is not subscriptable" in ps.stdout
     assert "config.architectures[0]" not in ps.stdout
