@@ -132,7 +132,10 @@ class EngineSupervisor:
                 failure=notice,
             )
         if status is None:
-            return EngineStatus(state=EngineState.STOPPED, message=message, failure=notice,
+            # Nothing serves; a switch from nothing that failed is the news (its log too).
+            failed = notice is not None and switch_failed
+            state = EngineState.FAILED if failed else EngineState.STOPPED
+            return EngineStatus(state=state, message=message, failure=notice,
                                 switch_failed=switch_failed)  # fmt: skip
         state = _ENGINE_STATE[status.state]
         if instance is not None and instance.load_queued and state != EngineState.READY:
@@ -329,6 +332,10 @@ class EngineSupervisor:
         rollback = previous is not None and previous != instance.model_id
         if not rollback:
             self._switching = None  # a forced reload of the default failed: it is its status
+            if previous is None:  # nothing served before: keep the failure to show it
+                self._notice = replace(failure, kind=FailureKind.SWITCH)
+                self._switch_failed = True
+                self._message = f"{instance.model_id} failed to load: {failure.cause}"
             return
         self._notice = replace(failure, kind=FailureKind.SWITCH)
         self._switch_failed = True
