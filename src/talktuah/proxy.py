@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -334,6 +334,29 @@ class EngineProxy:
     def _engine_error(self, status: int, text: str) -> JSONResponse:
         return openai_error(*engine_error(status, text))
 
+    async def open_stream(
+        self, path: str, payload: dict[str, Any], release: Callable[[], None]
+    ) -> tuple[httpx.Response, Callable[[], Awaitable[None]]]:
+        """Send a streamed call to the engine: its response, and the one end of it.
+
+        The end runs however the call ends: EngineStream calls it after the last byte or when
+        the client left (closing the engine's response cancels its generation), an error path
+        before answering. Every API streamed through the proxy (chat, agent_apis) opens here.
+        """
+        started = time.perf_counter()
+        response = await self._send("POST", path, payload, stream=True)
+        self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
+        traffic = self.supervisor.traffic
+
+        async def close() -> None:
+            try:
+                await response.aclose()
+            finally:
+                traffic.leave()
+                release()
+
+        return response, close
+
     async def _stream(
         self,
         path: str,
@@ -342,21 +365,7 @@ class EngineProxy:
         release: Callable[[], None],
         drop_usage: bool = False,
     ) -> Response:
-        started = time.perf_counter()
-        response = await self._send("POST", path, payload, stream=True)
-        self.metrics.proxy_ttfb.labels(path).observe(time.perf_counter() - started)
-        traffic = self.supervisor.traffic
-
-        async def close() -> None:
-            """The one end of every streamed call, however it ends: EngineStream calls it
-            after the last byte or when the client left (closing the engine's response
-            cancels its generation), the error path below before answering."""
-            try:
-                await response.aclose()
-            finally:
-                traffic.leave()
-                release()
-
+        response, close = await self.open_stream(path, payload, release)
         if response.status_code >= 400:
             try:
                 text = (await response.aread()).decode(errors="replace")

@@ -105,19 +105,7 @@ async def _stream(
     requested: str,
     release: Callable[[], None],
 ) -> Response:
-    started = time.perf_counter()
-    response = await proxy._send("POST", api.path, payload, stream=True)
-    proxy.metrics.proxy_ttfb.labels(api.path).observe(time.perf_counter() - started)
-    traffic = proxy.supervisor.traffic
-
-    async def close() -> None:
-        """The one end of every stream, however it ends (as in EngineProxy._stream)."""
-        try:
-            await response.aclose()
-        finally:
-            traffic.leave()
-            release()
-
+    response, close = await proxy.open_stream(api.path, payload, release)
     if response.status_code >= 400:
         try:
             text = (await response.aread()).decode(errors="replace")
