@@ -3,7 +3,7 @@
 Why: the pass-through must hold whatever chunks the engine's bytes arrive in (an event
 split mid-line, mid-`"model"`, or many events in one read), count Anthropic's running
 totals once, and turn an engine's error (OpenAI-shaped, even on llama.cpp's /v1/messages)
-into the API's own shape.
+into an EngineError that api/errors.py answers in the API's own shape.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from talktuah.agent_apis import MESSAGES, RESPONSES, AgentApi
 from talktuah.agent_apis.forward import TokenTally, _finish, pass_events
+from talktuah.api.errors import error_reply
+from talktuah.errors import EngineError
 from talktuah.metrics import Metrics
 
 from .support.fake_engine import agent_stream
@@ -102,10 +104,17 @@ def test_engine_errors_come_back_in_the_apis_shape(
     status: int, text: str, expected_status: int, words: str
 ) -> None:
     upstream = httpx.Response(status, text=text)
-    answer = _finish(Metrics(), MESSAGES, upstream, "m")
+    with pytest.raises(EngineError) as raised:
+        _finish(Metrics(), MESSAGES, upstream, "m")
+    assert raised.value.code == ("engine_rejected" if expected_status < 500 else "engine_failed")
+    assert raised.value.data() == {"engine_status": status}
+    answer = error_reply(MESSAGES.path, raised.value)
     body = json.loads(bytes(answer.body))
     assert answer.status_code == expected_status
     assert body["type"] == "error" and words in body["error"]["message"]
-    openai_shaped = json.loads(bytes(_finish(Metrics(), RESPONSES, upstream, "m").body))
+    assert body["code"] == raised.value.code and body["engine_status"] == status
+    with pytest.raises(EngineError) as raised:
+        _finish(Metrics(), RESPONSES, upstream, "m")
+    openai_shaped = json.loads(bytes(error_reply(RESPONSES.path, raised.value).body))
     assert words in openai_shaped["error"]["message"]
     assert openai_shaped["error"]["code"] == expected_status

@@ -40,6 +40,8 @@ TalkTuahError                   talktuah_error         500  anything else raised
 │   ├── EngineLoadingError      engine_loading         503  still loading after the wait
 │   │   └── PoolFullError       pool_full              503  no room: loaded models pinned or busy
 │   ├── EngineTimeoutError      engine_timeout         504  the engine did not answer in time
+│   ├── EngineFailedError       engine_failed          502  the engine failed on this request
+│   ├── EngineRejectedError     engine_rejected        400  the engine refused it (its 4xx as sent)
 │   ├── SwitchInProgressError   switch_in_progress     409  a switch is already running
 │   ├── SwitchNotSupportedError switch_not_supported   409  the engine is managed elsewhere
 │   └── ApiNotSupportedError    api_not_supported      501  the engine lacks this agent API
@@ -353,6 +355,30 @@ class EngineTimeoutError(EngineError):
     """The engine accepted the request but did not answer in time."""
 
     code = "engine_timeout"
+
+
+class EngineFailedError(EngineError):
+    """The engine answered this request with a failure (a 5xx, or a body that is not JSON);
+    the message has its answer. `engine_status` is the status it answered with."""
+
+    code = "engine_failed"
+    fields: ClassVar[tuple[str, ...]] = ("engine_status",)
+
+    def __init__(self, message: str, *, engine_status: int) -> None:
+        super().__init__(message)
+        self.engine_status = engine_status
+
+
+class EngineRejectedError(EngineError):
+    """The engine refused this request (a 4xx: a parameter it does not take, a route it does
+    not offer). Its status is passed on as it came (`engine_status`), its message in ours."""
+
+    code = "engine_rejected"
+    fields: ClassVar[tuple[str, ...]] = ("engine_status",)
+
+    def __init__(self, message: str, *, engine_status: int) -> None:
+        super().__init__(message)
+        self.engine_status = engine_status
 
 
 class SwitchInProgressError(EngineError):

@@ -27,13 +27,14 @@ from .engine.supervisor import ROUTED, EngineSupervisor
 from .engine_client import engine_client
 from .errors import (
     BadRequestError,
+    EngineFailedError,
     EngineLoadingError,
+    EngineRejectedError,
     EngineTimeoutError,
     EngineUnavailableError,
     ModelNotServedError,
     TalkTuahError,
 )
-from .logs import request_id
 from .metrics import Metrics
 from .streaming import EngineStream
 
@@ -120,20 +121,6 @@ def _deeper_than(body: dict[str, Any], limit: int) -> bool:
 _CONTAINERS = (dict, list)
 
 
-def openai_error(status: int, message: str, kind: str) -> JSONResponse:
-    """An engine's error answer passed on: our `detail` for people and curl, `code` for
-    flows, OpenAI's `error` object for SDKs."""
-    return JSONResponse(
-        {
-            "detail": message,
-            "code": engine_code(status),
-            "request_id": request_id.get(),
-            "error": {"message": message, "type": kind, "code": status},
-        },
-        status_code=status,
-    )
-
-
 class EngineProxy:
     def __init__(
         self, settings: Settings, supervisor: EngineSupervisor, metrics: Metrics | None = None
@@ -201,7 +188,7 @@ class EngineProxy:
         stream = bool(body.get("stream", default_stream))
         try:
             response = await self._forward(path, body, stream, open_stream)
-        except (TalkTuahError, BadRequestError) as exc:
+        except TalkTuahError as exc:
             self.metrics.proxy_requests.labels(path, str(stream), type(exc).__name__).inc()
             raise
         self.metrics.proxy_requests.labels(path, str(stream), str(response.status_code)).inc()
@@ -312,11 +299,11 @@ class EngineProxy:
 
     def _finish(self, response: httpx.Response, requested: str) -> Response:
         if response.status_code >= 400:
-            return self._engine_error(response.status_code, response.text)
+            raise engine_error(response.status_code, response.text)
         try:
             data = response.json()
-        except ValueError:
-            return self._engine_error(502, response.text)
+        except ValueError as exc:
+            raise engine_error(response.status_code, response.text) from exc
         if isinstance(data, dict) and "model" in data:
             data["model"] = requested
         if isinstance(data, dict):
@@ -330,9 +317,6 @@ class EngineProxy:
             value = usage.get(f"{kind}_tokens")
             if isinstance(value, int) and value > 0:
                 self.metrics.tokens.labels(kind).inc(value)
-
-    def _engine_error(self, status: int, text: str) -> JSONResponse:
-        return openai_error(*engine_error(status, text))
 
     async def open_stream(
         self, path: str, payload: dict[str, Any], release: Callable[[], None]
@@ -371,7 +355,7 @@ class EngineProxy:
                 text = (await response.aread()).decode(errors="replace")
             finally:
                 await close()
-            return self._engine_error(response.status_code, text)
+            raise engine_error(response.status_code, text)
         return EngineStream(
             _rewrite_sse(response, requested, self._count_usage, drop_usage),
             media_type="text/event-stream",
@@ -380,17 +364,14 @@ class EngineProxy:
         )
 
 
-def engine_code(status: int) -> str:
-    """The stable `code` of an engine's error answer passed on (after `engine_error`): the
-    engine failed (5xx, sent as 502), or it rejected the request (4xx, sent as is)."""
-    return "engine_failed" if status >= 500 else "engine_rejected"
+def engine_error(status: int, text: str) -> EngineFailedError | EngineRejectedError:
+    """What an engine's error answer (`status`, body `text`) means, whatever shape it came in.
 
-
-def engine_error(status: int, text: str) -> tuple[int, str, str]:
-    """(status, message, kind) for an engine's error answer, whatever shape it came in.
-
-    Its bare `Internal Server Error` becomes a 502 with context; JSON errors (`detail`,
-    OpenAI's or Anthropic's `error` object) are reduced to their message.
+    A 5xx (its bare `Internal Server Error` too) or an answer that is not JSON is the engine
+    failing, sent on as a 502 with context; a 4xx is the engine refusing the request, its
+    status passed on. JSON errors (`detail`, OpenAI's or Anthropic's `error` object) are
+    reduced to their message. Raised, like every other error, and answered in the shape of
+    the API asked (api/errors.py).
     """
     message = text.strip()
     try:
@@ -401,12 +382,17 @@ def engine_error(status: int, text: str) -> tuple[int, str, str]:
         message = str(detail)
     except (ValueError, AttributeError):
         pass
+    if status < 400:
+        failed = f"The engine's answer is not JSON ({status}: {message[:300]})."
+        return EngineFailedError(failed, engine_status=status)
     if status >= 500:
         failed = f"The engine failed on this request ({status}: {message[:300]})."
-        return 502, failed, "engine_error"
+        return EngineFailedError(failed, engine_status=status)
     if status == 404:
-        return 404, f"The engine does not offer this: {message}", "not_found"
-    return status, f"The engine rejected the request: {message}", "invalid_request"
+        return EngineRejectedError(
+            f"The engine does not offer this: {message}", engine_status=status
+        )
+    return EngineRejectedError(f"The engine rejected the request: {message}", engine_status=status)
 
 
 def _same_quant(requested: object, served: str) -> bool:

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from talktuah import errors
 from talktuah.api.errors import HTTP_CODES, RESERVED, STATUS_FOR
 from talktuah.errors import TalkTuahError
-from talktuah.proxy import engine_code
+
+from ..support.engine import CHAT, MakeClient, wait_status
 
 DOCS = Path(__file__).parents[2] / "docs" / "api" / "errors.md"
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -77,7 +78,7 @@ def test_every_class_has_a_unique_snake_case_code_and_a_status() -> None:
         assert "code" in vars(cls), f"{cls.__name__} inherits its code; give it its own"
         assert CODE.match(cls.code), f"{cls.__name__}.code {cls.code!r} is not snake_case"
         assert not set(cls.fields) & RESERVED, f"{cls.__name__} data shadows the body's names"
-    others = [*HTTP_CODES.values(), engine_code(502), engine_code(400)]
+    others = list(HTTP_CODES.values())
     assert not set(others) & set(codes) and len(others) == len(set(others))
 
 
@@ -90,13 +91,13 @@ def test_docs_list_every_code_with_its_status_and_data() -> None:
     documented = {code: (status, rest) for code, status, rest in rows}
     for cls in error_classes():
         status, rest = documented.pop(cls.code)
-        assert status == str(STATUS_FOR[cls]) and f"`{cls.__name__}`" in rest, cls
+        # an engine's refusal is sent with the engine's own 4xx (STATUS_FOR: its fallback)
+        expected = "4xx" if cls is errors.EngineRejectedError else str(STATUS_FOR[cls])
+        assert status == expected and f"`{cls.__name__}`" in rest, cls
         for field in cls.fields:
             assert f"`{field}`" in rest, (cls, field)
     for status, code in HTTP_CODES.items():
         assert documented.pop(code)[0] == str(status)
-    assert documented.pop(engine_code(502))[0] == "502"
-    assert documented.pop(engine_code(400))[0] == "4xx"
     assert not documented, f"docs/api/errors.md lists codes that do not exist: {documented}"
 
 
@@ -128,3 +129,29 @@ def test_data_is_what_init_set() -> None:
     assert errors.EngineLoadingError("wait", retry_after=3).data() == {"retry_after": 3}
     hub = errors.HubNotFoundError("gone", repo_id="org/x")
     assert isinstance(hub, errors.ModelNotFoundError) and hub.data() == {"repo_id": "org/x"}
+
+
+def test_an_engines_error_answer_is_an_engine_error_with_its_status(
+    make_client: MakeClient,
+) -> None:
+    """The engine's own error answers are raised (EngineFailedError, EngineRejectedError)
+    and answered by the one translator: OpenAI's `error` object as before, with `code` and
+    the engine's status as data; streamed or not."""
+    client = make_client()
+    wait_status(client, lambda s: s["status"] == "ready")
+    broken = CHAT | {"messages": [{"role": ""}]}  # the stand-in's plain 500, as the engine's
+    for body in (broken, broken | {"stream": True}):
+        failed = client.post("/v1/chat/completions", json=body)
+        assert failed.status_code == 502
+        answer = failed.json()
+        assert answer["code"] == "engine_failed" and answer["engine_status"] == 500
+        assert answer["error"] == {
+            "message": answer["detail"],
+            "type": "engine_error",
+            "code": 502,
+        }
+        assert answer["request_id"] == failed.headers["x-request-id"]
+    missing = client.post("/v1/embeddings", json={"model": "org/a", "input": "x"})
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "engine_rejected" and missing.json()["engine_status"] == 404
+    assert missing.json()["error"]["type"] == "not_found"

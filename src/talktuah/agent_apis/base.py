@@ -9,7 +9,6 @@ from starlette.responses import JSONResponse
 
 from ..errors import ApiNotSupportedError, BadRequestError
 from ..logs import request_id
-from ..proxy import engine_code
 
 #: (prompt tokens, completion tokens) as an answer or event reports them; None: not there.
 Usage = tuple[int | None, int | None]
@@ -65,15 +64,15 @@ class AgentApi:
         kind: str,
         headers: Mapping[str, str] | None = None,
         *,
-        code: str | None = None,
+        code: str,
         data: Mapping[str, Any] | None = None,
     ) -> JSONResponse:
         """An error in this API's shape, with TalkTuah's `detail`, `code`, data and request id
         beside it (as on every other route: people read `detail`, n8n flows branch on
-        `code`). Without a `code` it is the engine's own answer passed on (proxy.engine_error)."""
+        `code`). Built by api/errors.py, the one place errors become replies."""
         body: dict[str, Any] = {
             "detail": message,
-            "code": code or engine_code(status),
+            "code": code,
             **(data or {}),
             "request_id": request_id.get(),
         }

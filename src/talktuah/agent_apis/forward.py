@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from ..errors import BadRequestError, TalkTuahError
+from ..errors import TalkTuahError
 from ..metrics import Metrics
 from ..proxy import EngineProxy, engine_error
 from ..streaming import EngineStream
@@ -33,7 +33,8 @@ async def forward(
     *,
     open_stream: Callable[[], Callable[[], None]] | None = None,
 ) -> Response:
-    """Forward one `api` request body to the engine; errors in `api`'s shape.
+    """Forward one `api` request body to the engine (errors are raised, and answered in
+    `api`'s shape by api/errors.py).
 
     `open_stream` takes a stream slot for the caller's key (raising when none is left) and
     returns its release, called when the stream ends however it ends.
@@ -41,7 +42,7 @@ async def forward(
     stream = api.streams and body.get("stream") is True
     try:
         response = await _forward(proxy, api, body, stream, open_stream)
-    except (TalkTuahError, BadRequestError) as exc:
+    except TalkTuahError as exc:
         proxy.metrics.proxy_requests.labels(api.path, str(stream), type(exc).__name__).inc()
         raise
     proxy.metrics.proxy_requests.labels(api.path, str(stream), str(response.status_code)).inc()
@@ -80,11 +81,11 @@ async def _forward(
 def _finish(metrics: Metrics, api: AgentApi, upstream: httpx.Response, requested: str) -> Response:
     """A whole answer: the engine's bytes, unless its `model` must name the id asked for."""
     if upstream.status_code >= 400:
-        return api.error_response(*engine_error(upstream.status_code, upstream.text))
+        raise engine_error(upstream.status_code, upstream.text)
     try:
         data = upstream.json()
-    except ValueError:
-        return api.error_response(*engine_error(502, upstream.text))
+    except ValueError as exc:
+        raise engine_error(upstream.status_code, upstream.text) from exc
     if isinstance(data, dict):
         if api.counts_tokens:
             TokenTally(metrics).observe(api.usage(data))
@@ -111,7 +112,7 @@ async def _stream(
             text = (await response.aread()).decode(errors="replace")
         finally:
             await close()
-        return api.error_response(*engine_error(response.status_code, text))
+        raise engine_error(response.status_code, text)
     media_type = response.headers.get("content-type", "text/event-stream")
     tally = TokenTally(proxy.metrics) if api.counts_tokens else None
     return EngineStream(

@@ -54,6 +54,8 @@ STATUS_FOR: dict[type[e.TalkTuahError], int] = {
     e.EngineLoadingError: 503,
     e.PoolFullError: 503,
     e.EngineTimeoutError: 504,
+    e.EngineFailedError: 502,
+    e.EngineRejectedError: 400,  # the fallback: an instance is sent with the engine's 4xx
     e.SwitchInProgressError: 409,
     e.SwitchNotSupportedError: 409,
     e.ApiNotSupportedError: 501,
@@ -117,6 +119,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_for(exc: e.TalkTuahError) -> int:
+    if isinstance(exc, e.EngineRejectedError) and 400 <= exc.engine_status < 500:
+        return exc.engine_status  # the engine's refusal passes on as it came (a 404, a 422)
     for cls in type(exc).__mro__:
         if cls in STATUS_FOR:
             return STATUS_FOR[cls]
@@ -124,7 +128,7 @@ def status_for(exc: e.TalkTuahError) -> int:
 
 
 def error_response(
-    request: Request,
+    path: str,
     status_code: int,
     message: str,
     kind: str,
@@ -137,41 +141,50 @@ def error_response(
     to quote, and on the OpenAI surface OpenAI's `error` object so SDKs show the message (on
     /v1/messages, Anthropic's)."""
     code = code or HTTP_CODES.get(status_code, "http_error")
-    api = api_for_path(request.url.path)
+    api = api_for_path(path)
     if api is not None:
         return api.error_response(status_code, message, kind, headers, code=code, data=data)
     body: dict[str, object] = {"detail": message, "code": code, **(data or {})}
     body["request_id"] = request_id.get()
-    if request.url.path.startswith("/v1/"):
+    if path.startswith("/v1/"):
         body["error"] = {"message": message, "type": kind, "code": status_code}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 async def _talktuah_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.TalkTuahError)
+    return error_reply(request.url.path, exc)
+
+
+def error_reply(path: str, exc: e.TalkTuahError) -> JSONResponse:
+    """The reply to a TalkTuahError raised while answering `path`: its status, `code` and data,
+    Retry-After where it says how long to wait, in the shape of `path`'s API."""
     headers = {}
     if isinstance(exc, (e.EngineLoadingError, e.RateLimitedError)):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, e.ApiNotSupportedError):
         headers["x-should-retry"] = "false"  # the SDKs retry 5xx; this one stays as it is
-    # a body no engine accepts keeps the OpenAI error type SDKs know for it
-    kind = "invalid_request" if isinstance(exc, e.BadRequestError) else type(exc).__name__
-    return error_response(
-        request,
-        status_for(exc),
-        str(exc),
-        kind,
-        headers,
-        code=exc.code,
-        data=exc.data(),
-    )
+    status = status_for(exc)
+    kind = _openai_type(exc, status)
+    return error_response(path, status, str(exc), kind, headers, code=exc.code, data=exc.data())
+
+
+def _openai_type(exc: e.TalkTuahError, status: int) -> str:
+    """The `type` of OpenAI's error object: the class name, but for a refused body and an
+    engine's own answer the types SDKs know for them."""
+    if isinstance(exc, e.EngineFailedError):
+        return "engine_error"
+    if isinstance(exc, e.EngineRejectedError) and status == 404:
+        return "not_found"
+    if isinstance(exc, (e.BadRequestError, e.EngineRejectedError)):
+        return "invalid_request"
+    return type(exc).__name__
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(
-        request, exc.status_code, str(exc.detail), "http_error", getattr(exc, "headers", None)
-    )
+    headers = getattr(exc, "headers", None)
+    return error_response(request.url.path, exc.status_code, str(exc.detail), "http_error", headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -182,7 +195,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg"))
     message = "Invalid request: " + "; ".join(str(p) for p in parts) + "."
-    return error_response(request, 422, message, "invalid_request")
+    return error_response(request.url.path, 422, message, "invalid_request")
 
 
 def install_error_handlers(app: FastAPI) -> None:
