@@ -260,8 +260,8 @@ class Settings(BaseSettings):
         "75%",
         description=(
             "Memory the loaded models may use together: bytes (`8GiB`) or a percentage of "
-            "RAM (a percentage applies to the CPU engines; give vLLM bytes). A load past it "
-            "evicts the least recently used idle model; `none` turns it off."
+            "RAM for the CPU engines, of the visible GPUs' memory for `vllm` and `docker`. A "
+            "load past it evicts the least recently used idle model; `none` turns it off."
         ),
     )
     keep_alive: str = Field(

@@ -10,12 +10,11 @@ Two servers for the module, each started once:
   a truncated .gguf fails with its log tail and leaves the others alone.
 - `pair`: no default, room for two (TALKTUAH_MAX_LOADED_MODELS=2): a third model evicts the
   least recently used idle one, never one whose stream is in flight (the stream completes).
-- `tight`: no default, and room for one model (TALKTUAH_MAX_LOADED_MODELS=1): A then B
-  swaps, A's process is gone; 12 concurrent requests alternating A/B are collated into
-  batches (A A A B B B, not A B A B), so they load a model at most 4 times, not 12.
-  (A byte budget is not used here: a tiny llama-server's measured memory is far below the
-  estimate made before it loads, so a byte count that fits exactly one is a guess about
-  this machine.)
+- `tight`: no default, and a TALKTUAH_MEMORY_BUDGET in bytes that fits one model, not two
+  (1.5 times what TalkTuah estimates one of these models holds; each measures close to its
+  estimate, and the test checks that one fits and two do not): A then B swaps, A's process
+  is gone; 12 concurrent requests alternating A/B are collated into batches (A A A B B B,
+  not A B A B), so they load a model at most 4 times, not 12.
 
 Engine processes are told apart by their pidfiles (one per loaded model: engine.pid,
 engine-2.pid, ...) and the `-m` each llama-server got.
@@ -36,6 +35,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
+from talktuah.config import Settings
+from talktuah.engine.memory import estimate_bytes
 
 from ..support.constants import API_KEY
 from ..support.server import TalkTuahProcess
@@ -89,10 +91,23 @@ def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]
         proc.stop()
 
 
+def estimate(home: Path, model_id: str) -> int:
+    """What TalkTuah expects `model_id` to hold before it loads (engine/memory.py)."""
+    settings = Settings(home=home)
+    name = model_id.split("/")[1].split("-")[0]
+    path = next(settings.models_dir.rglob(f"{name}-Q4_K_M.gguf"))
+    return estimate_bytes(settings, "llamacpp", weights_bytes=path.stat().st_size, gguf_file=path)
+
+
+def room_for_one(home: Path) -> int:
+    """`tight`'s budget: one of the three models (they are one shape) and a half."""
+    return estimate(home, A) * 3 // 2
+
+
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkTuahProcess]:
     home = install(tmp_path_factory.mktemp("pool-tight") / "home")
-    proc = start(home, {"TALKTUAH_MAX_LOADED_MODELS": "1"})
+    proc = start(home, {"TALKTUAH_MEMORY_BUDGET": str(room_for_one(home))})
     try:
         yield proc
     finally:
@@ -264,16 +279,19 @@ def test_a_model_that_fails_to_load_says_why_and_leaves_the_others_alone(
 
 
 def test_a_budget_that_fits_one_model_swaps_a_then_b(tight: TalkTuahProcess) -> None:
+    budget = room_for_one(tight.home)
     assert ask(tight, A)
     a_pid = engine_pids(tight.home)[A]
-    assert set(ps(tight)) == {A}
+    a_memory = ps(tight)[A]["memory_bytes"]
+    assert a_memory <= budget < a_memory + estimate(tight.home, B), "one fits, two do not"
     assert ask(tight, B)
     loaded = ps(tight)
     assert set(loaded) == {B} and loaded[B]["state"] == "ready"
-    assert loaded[B]["memory_bytes"] == sum(r["memory_bytes"] or 0 for r in loaded.values())
+    assert loaded[B]["memory_bytes"] <= budget
     until(lambda: not alive(a_pid), tight, 10)
     assert A not in engine_pids(tight.home), "A's pidfile is gone with its process"
-    evictions = f'talktuah_model_evictions_total{{model="{A}",reason="max_loaded_models"}}'
+    assert not Path(f"/proc/{a_pid}").exists(), "and its memory is the kernel's again"
+    evictions = f'talktuah_model_evictions_total{{model="{A}",reason="memory_budget"}}'
     assert metric(tight, evictions) == 1
     assert ask(tight, A), "and back: B makes room for A"
     assert set(ps(tight)) == {A}

@@ -8,15 +8,9 @@ and when that is not enough, nothing is evicted and the caller learns what is in
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-#: Room a loaded model needs beyond its weights before it is measured: the KV cache of
-#: its context, the engine's runtime, activations. Measured after loading (the RSS of the
-#: engine's process tree), which replaces this guess for the next decision.
-CONTEXT_HEADROOM_BYTES = 256 * 1024 * 1024
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -65,13 +59,6 @@ def parse_memory_budget(value: str, total_bytes: int | None) -> int | None:
             "percentage of memory (75%)"
         )
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-
-
-def total_ram_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

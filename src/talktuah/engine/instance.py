@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import httpx
 
@@ -32,6 +30,7 @@ from ..errors import EngineStartError
 from .base import EngineDriver
 from .diagnosis import diagnose
 from .lifecycle import InstanceState, InstanceStatus, plan_restart
+from .memory import measure_bytes, memory_kind
 from .status import Failure, FailureKind
 
 logger = logging.getLogger(__name__)
@@ -213,14 +212,15 @@ class EngineInstance:
         self._thread.join(timeout)
 
     def memory_bytes(self) -> int | None:
-        """The resident memory of the engine's process tree now (None: not a local process)."""
+        """What the engine's processes hold now, in the memory its budget counts (RAM, or GPU
+        for vLLM: memory.py); None when it runs elsewhere or nothing is seen."""
         process = getattr(self.driver, "process", None)
         pid = getattr(process, "pid", None)
         if pid is None:
             return None
-        measured = process_group_rss(pid)
-        if measured:
-            self.measured_bytes = measured
+        measured = measure_bytes(memory_kind(self.driver.name), pid)
+        if measured:  # the most it has held: what it will need again (KV pages fill lazily)
+            self.measured_bytes = max(measured, self.measured_bytes or 0)
         return measured or None
 
     # -- the loop ----------------------------------------------------------------------------
@@ -502,21 +502,3 @@ class EngineInstance:
         except (httpx.HTTPError, ValueError):
             return None
         return str(data[0]["id"]) if data else None
-
-
-def process_group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group `pgid` (the engine runs in a session
-    of its own, so its workers count too); 0 when none is there."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            if int(fields[2]) != pgid:
-                continue
-            total += int((entry / "statm").read_text().split()[1]) * page
-        except (OSError, ValueError, IndexError):
-            continue
-    return total

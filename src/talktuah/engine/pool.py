@@ -25,6 +25,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import (
     EngineLoadingError,
+    EngineStartError,
     EngineUnavailableError,
     InvalidParameterError,
     ModelLoadFailedError,
@@ -37,17 +38,17 @@ from ..metrics import Metrics
 from ..store import ModelStore, validate_model_ref
 from .base import EngineDriver, SubprocessDriver
 from .budget import (
-    CONTEXT_HEADROOM_BYTES,
     NoRoom,
     Resident,
     parse_keep_alive,
     parse_memory_budget,
     plan_room,
-    total_ram_bytes,
 )
 from .drivers import make_driver
 from .instance import EngineInstance, Load, Stop, Unload
 from .lifecycle import InstanceState, InstanceStatus
+from .llamacpp import find_gguf
+from .memory import estimate_bytes, gpu_memory_totals, memory_kind, total_bytes
 from .process import ManagedProcess
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ class EnginePool:
         self.template = make_driver(settings)  # names the engine before anything loads
         self.external = not self.template.manages_models
         self.keep_alive = parse_keep_alive(settings.keep_alive)
-        self.budget = parse_memory_budget(settings.memory_budget, total_ram_bytes())
+        self.memory_kind = memory_kind(settings.engine)
+        self._gpu_totals = gpu_memory_totals() if self.memory_kind == "gpu" else None
+        self.budget = self._budget(settings.memory_budget)
         self.default_id: str | None = None
         self.listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -452,14 +455,38 @@ class EnginePool:
             instance.join(self.settings.engine_stop_timeout + 5)
 
     def estimate(self, model_id: str) -> int:
-        """Bytes `model_id` will hold: as measured last time, else weights + headroom."""
+        """Bytes `model_id` will hold: as measured last time, else estimated from its files
+        and its engine (memory.py)."""
         if model_id in self._measured:
             return self._measured[model_id]
         try:
-            size = self.store.get(model_id).size_bytes
+            model = self.store.get(model_id)
         except ModelNotFoundError:
-            size = 0
-        return size + CONTEXT_HEADROOM_BYTES
+            return estimate_bytes(self.settings, self.settings.engine, weights_bytes=0)
+        engine = self.settings.engine if self.settings.engine != "auto" else model.engine
+        gguf_file = None
+        if engine == "llamacpp":
+            try:
+                gguf_file = find_gguf(self.settings.models_dir, model_id).path
+            except EngineStartError:
+                pass  # the load will fail and say why; the estimate goes without a header
+        return estimate_bytes(
+            self.settings, engine, weights_bytes=model.size_bytes, gguf_file=gguf_file,
+            gpu_totals=self._gpu_totals,
+        )  # fmt: skip
+
+    def _budget(self, value: str) -> int | None:
+        """TALKTUAH_MEMORY_BUDGET in bytes, a percentage of the memory this pool's engine
+        uses (RAM, or the GPUs' for vLLM); None without one or when that memory is unknown."""
+        total = total_bytes(self.memory_kind)
+        budget = parse_memory_budget(value, total)
+        if budget is None and total is None and value.strip().endswith("%"):
+            logger.warning(
+                "TALKTUAH_MEMORY_BUDGET=%s: the %s's total memory could not be read, so no "
+                "budget applies (give it in bytes); TALKTUAH_MAX_LOADED_MODELS still does",
+                value, "GPUs" if self.memory_kind == "gpu" else "machine",
+            )  # fmt: skip
+        return budget
 
     def _configure(self, instance: EngineInstance, pinned: bool | None, keep_alive: Any) -> None:
         if pinned is not None:
