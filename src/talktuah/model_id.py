@@ -1,5 +1,11 @@
 """Model ids as users write them, checked once at the boundary before any becomes a path.
 
+`ModelId` is a str that passed the check: the route that reads a `model_id` parameter (or the
+Hub URL it came as, model_ref.py) makes one, and the services it calls take it as it is. A
+service that takes a model id converts what it gets with `ModelId(...)`, which is the check
+for a plain str and nothing for a ModelId, so an id is checked once, and an unchecked one
+cannot reach a path whichever door it came in by.
+
 Its own small module (store.py re-exports it) so that whatever needs only the check, the API
 layer and model_ref.py, does not import the model store.
 """
@@ -47,12 +53,27 @@ def validate_model_id(model_id: str) -> str:
     return model_id
 
 
-def validate_model_ref(model_id: str) -> str:
+class ModelId(str):
     """A model as users name it, `org/repo` or `org/repo:QUANT`, checked and canonical.
 
-    The repo part is what becomes a path (validate_model_id); the tag only picks files of a
-    GGUF repo (quants.split_tag's grammar) and comes back upper-cased, so `:q8_0` and
-    `:Q8_0` are one model everywhere: jobs, listings, the active model.
+    Made by checking: `ModelId(text)` raises InvalidModelIdError for an id we refuse. The
+    repo part is what becomes a path (validate_model_id); the tag only picks files of a GGUF
+    repo (quants.split_tag's grammar) and comes back upper-cased, so `:q8_0` and `:Q8_0` are
+    one model everywhere: jobs, listings, the active model. `ModelId(model_id)` of a ModelId
+    is that same object, unchecked again. Otherwise a plain str: it compares, hashes, formats
+    and serializes as its text.
     """
-    repo_id, tag = split_tag(model_id)
-    return with_tag(validate_model_id(repo_id), tag)
+
+    __slots__ = ()
+
+    def __new__(cls, model_id: str) -> ModelId:
+        if isinstance(model_id, ModelId):
+            return model_id
+        repo_id, tag = split_tag(model_id)
+        return super().__new__(cls, with_tag(validate_model_id(repo_id), tag))
+
+
+def validate_model_ref(model_id: str) -> str:
+    """`model_id` checked and canonical: `ModelId(model_id)`, which is what it returns (typed
+    str for its older callers, which rebind the name to plain strs). New code says ModelId."""
+    return ModelId(model_id)

@@ -4,8 +4,10 @@
 `/resolve/<rev>/<file>`, with or without `www.`, a trailing slash, or the `hf.co` short
 host) means the repo `org/name` at that revision. Anything URL-shaped we cannot read that
 way is refused with "did you mean org/name?" rather than guessed at. The result is still
-only a candidate: `store.validate_model_id` stays the one validator of repo ids, and the
-revision goes through the same checks as a `revision` parameter.
+only a candidate: `ModelId` (model_id.py) stays the one validator of model ids, and the
+revision goes through the same checks as a `revision` parameter. `resolve_model_id` and
+`resolve_model_and_revision` are the routes' parse step: what they return is a checked
+ModelId that the services take as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from .errors import InvalidModelIdError, InvalidRevisionError
-from .model_id import validate_model_id, validate_model_ref
+from .model_id import ModelId, validate_model_id
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co", "www.hf.co"})
 #: Hub page kinds whose next segment is a revision (then, for files, a path).
@@ -37,7 +39,7 @@ class ModelRef:
 def parse_model_ref(text: str) -> ModelRef:
     """Read a repo id or a Hub URL; raise InvalidModelIdError with a suggestion otherwise.
 
-    A plain id comes back unchanged (not yet validated: callers run `validate_model_id`).
+    A plain id comes back unchanged (not yet validated: `resolve_model_id` checks it).
     """
     value = text.strip()
     if not _looks_like_url(value):
@@ -79,13 +81,13 @@ def parse_model_ref(text: str) -> ModelRef:
     return ModelRef(model_id, revision, filename)
 
 
-def resolve_model_id(text: str) -> str:
+def resolve_model_id(text: str) -> ModelId:
     """The validated model id that `text` (an id or a Hub URL) names: `org/name`, or
     `org/name:QUANT` for one quant of a GGUF repo (Ollama's `hf.co/org/name:QUANT` too)."""
-    return validate_model_ref(parse_model_ref(text).model_id)
+    return ModelId(parse_model_ref(text).model_id)
 
 
-def resolve_model_and_revision(text: str, revision: str) -> tuple[str, str]:
+def resolve_model_and_revision(text: str, revision: str) -> tuple[ModelId, str]:
     """The model id (`:QUANT` kept) and revision to download; a URL's revision replaces the
     default "main".
 
@@ -93,7 +95,7 @@ def resolve_model_and_revision(text: str, revision: str) -> tuple[str, str]:
     refuse rather than silently picking one.
     """
     ref = parse_model_ref(text)
-    model_id = validate_model_ref(ref.model_id)
+    model_id = ModelId(ref.model_id)
     if ref.revision is None or ref.revision == revision:
         return model_id, revision
     if revision != "main":

@@ -33,8 +33,10 @@ from .errors import (
 )
 from .jobs_table import JobStore
 
-# re-exported: callers name the model id checks from store, as before model_id.py
+# re-exported: callers name the model id checks from store, as before model_id.py (engine/
+# and downloads/ import validate_model_ref from here; it is `ModelId(...)`)
 from .model_id import MAX_MODEL_ID_LENGTH as MAX_MODEL_ID_LENGTH
+from .model_id import ModelId as ModelId
 from .model_id import validate_model_id as validate_model_id
 from .model_id import validate_model_ref as validate_model_ref
 from .quants import (
@@ -226,8 +228,9 @@ class ModelStore:
 
     def get(self, model_id: str) -> LocalModel:
         """One model as listed. `org/repo:QUANT` is that quant; `org/repo` of a GGUF repo is
-        the quant llama.cpp's rule picks among those here (complete ones first)."""
-        model_id = validate_model_ref(model_id)
+        the quant llama.cpp's rule picks among those here (complete ones first). A route's
+        ModelId is taken as it is; a plain str is checked here (ModelId)."""
+        model_id = ModelId(model_id)
         repo = self._find(self._scan(), repo_of(model_id))
         if repo is None:
             raise self._not_found(model_id)
@@ -262,7 +265,7 @@ class ModelStore:
         The strategy logs and skips files it may not remove, so writability is checked
         before anything is touched (nothing half-deleted) and the result is verified after.
         """
-        model_id = validate_model_ref(model_id)
+        model_id = ModelId(model_id)  # checked once: a route's ModelId is taken as it is
         repo_id = repo_of(model_id)
         job_id = self.active_download(model_id)
         if job_id is not None:

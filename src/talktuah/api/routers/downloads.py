@@ -17,8 +17,9 @@ from ...downloads.jobs import DownloadJob, JobStatus
 from ...downloads.manager import DownloadRequest
 from ...engine.supervisor import SwitchOutcome
 from ...keys import Principal, Scope
+from ...model_id import ModelId
 from ...model_ref import resolve_model_and_revision
-from ...store import repo_of, validate_model_ref
+from ...store import repo_of
 from .. import params, schemas
 from ..auth import PrincipalDep
 from ..deps import ServicesDep
@@ -138,7 +139,7 @@ def download_progress(
     if job_id is not None:
         job = jobs.get(job_id, detail=False)
     elif model_id is not None:
-        model_id = validate_model_ref(model_id)
+        model_id = ModelId(model_id)
         job = jobs.latest_for(model_id, any_quant=model_id == repo_of(model_id))
     else:
         job = jobs.latest()

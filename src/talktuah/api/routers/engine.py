@@ -18,7 +18,6 @@ from ...errors import (
     SwitchNotSupportedError,
 )
 from ...model_ref import resolve_model_id
-from ...store import validate_model_ref
 from .. import schemas
 from ..deps import ServicesDep
 
@@ -107,7 +106,7 @@ def load_model(
             "The external engine serves what it serves: load models where it runs "
             "(TALKTUAH_ENGINE=auto|transformers|llamacpp|vllm|docker lets TalkTuah load them)."
         )
-    model_id = validate_model_ref(resolve_model_id(model_id))
+    model_id = resolve_model_id(model_id)
     model = services.store.get(model_id)  # ModelNotFoundError -> 404
     if not model.complete:
         raise ModelNotReadyError(
@@ -148,7 +147,7 @@ def unload_model(
 ) -> dict[str, Any]:
     """Stop a model's engine now. The default model may be unloaded too: requests with no
     `model` then load it again on demand."""
-    model_id = validate_model_ref(resolve_model_id(model_id))
+    model_id = resolve_model_id(model_id)
     if not services.engine.pool.unload(model_id, "unloaded on request (POST /api/unload-model)."):
         raise ModelNotServedError(
             f"{model_id} is not loaded; GET /api/ps lists the loaded models.", model_id=model_id
