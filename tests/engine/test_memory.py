@@ -1,16 +1,12 @@
 """What a model holds: estimates before a load, measurements after, RAM or GPU (memory.py).
 
-GPU memory is read through nvidia-smi; this machine has no GPU, so those tests put a stand-in
-`nvidia-smi` on PATH that prints what the real one prints for the same queries
-(`--format=csv,noheader,nounits`: "0, 81559" per GPU, "4242, 512" per process). The real one
-is run on a lent GPU machine by bench/gpu_memory_check.py.
+GPU memory comes from a stand-in nvidia-smi (tests/support/nvidia_smi.py: no GPU here).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -20,21 +16,19 @@ from talktuah.downloads.gguf_header import read_local_shape
 from talktuah.engine.memory import (
     CONTEXT_HEADROOM_BYTES,
     LLAMACPP_RUNTIME_BYTES,
-    MIB,
     TRANSFORMERS_RUNTIME_BYTES,
     estimate_bytes,
-    gpu_memory_totals,
-    gpu_process_memory,
     measure_bytes,
     memory_kind,
-    process_group_rss,
     total_bytes,
 )
 from talktuah.engine.pool import EnginePool
+from talktuah.host_memory import MIB, gpu_process_memory, total_memory
 from talktuah.metrics import Metrics
 from talktuah.state import StateDB
 from talktuah.store import ModelStore
 
+from ..support.nvidia_smi import APPS, GPUS, FakeNvidiaSmi, install_nvidia_smi
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache
 
@@ -42,42 +36,12 @@ GIB = 2**30
 
 
 @pytest.fixture
-def nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in nvidia-smi on PATH: it prints the file named for its query."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "nvidia-smi"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'out="{tmp_path}/smi-$(echo "$1" | tr -c "a-z\\n" _)"\n'
-        '[ -f "$out.rc" ] && { echo "NVIDIA-SMI has failed" >&2; exit "$(cat "$out.rc")"; }\n'
-        'cat "$out" 2>/dev/null\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return tmp_path
-
-
-def _smi_file(where: Path, query: str) -> Path:
-    """The file the stand-in prints for `query` (its name: the query, a-z kept, else _)."""
-    return where / ("smi-" + "".join(c if "a" <= c <= "z" else "_" for c in query))
-
-
-def smi_says(where: Path, query: str, text: str) -> None:
-    _smi_file(where, query).write_text(text)
-
-
-def smi_fails(where: Path, query: str) -> None:
-    _smi_file(where, query).with_suffix(".rc").write_text("9")
+def smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeNvidiaSmi:
+    return install_nvidia_smi(tmp_path, monkeypatch)
 
 
 def store(settings: Settings) -> ModelStore:
     return ModelStore(settings.models_dir, StateDB(settings.db_path), engine=settings.engine)
-
-
-GPUS = "--query-gpu=index,memory.total"
-APPS = "--query-compute-apps=pid,used_memory"
 
 
 def test_memory_kind_is_gpu_for_vllm_only() -> None:
@@ -128,49 +92,31 @@ def test_vllm_estimate_is_its_reserved_share_of_the_gpus_it_runs_on(tmp_path: Pa
     assert estimate_bytes(two, "docker", weights_bytes=10, gpu_totals=totals) == 80 * GIB
 
 
-def test_gpu_totals_from_nvidia_smi_honour_cuda_visible_devices(
-    nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    smi_says(nvidia_smi, GPUS, "0, 81559\n1, 40960\n[N/A], 7\n")
-    assert gpu_memory_totals() == [81559 * MIB, 40960 * MIB], "a line not two numbers is skipped"
-    assert total_bytes("gpu") == (81559 + 40960) * MIB
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert gpu_memory_totals() == [40960 * MIB]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5f1c,GPU-77aa")
-    assert gpu_memory_totals() == [81559 * MIB, 40960 * MIB], "UUIDs: every GPU counts"
-
-
-def test_no_or_failing_nvidia_smi_means_unknown(
-    nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    smi_fails(nvidia_smi, GPUS)
-    with caplog.at_level(logging.WARNING, logger="talktuah.engine.memory"):
-        assert gpu_memory_totals() is None
-    assert "NVIDIA-SMI has failed" in caplog.text
-    monkeypatch.setenv("PATH", str(nvidia_smi / "empty"))
-    assert gpu_memory_totals() is None and gpu_process_memory() == []
+def test_total_is_ram_or_the_gpus(smi: FakeNvidiaSmi) -> None:
+    smi.says(GPUS, "0, 1000\n1, 3000\n")
+    assert total_bytes("gpu") == 4000 * MIB
+    assert total_bytes("ram") == total_memory()
+    smi.fails(GPUS)
     assert total_bytes("gpu") is None
 
 
-def test_gpu_measure_counts_the_engines_process_group_only(nvidia_smi: Path) -> None:
+def test_ram_measure_is_the_process_groups_resident_memory() -> None:
+    own = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert measure_bytes("ram", os.getpgid(0)) >= own > 0
+
+
+def test_gpu_measure_counts_the_engines_process_group_only(smi: FakeNvidiaSmi) -> None:
     me = os.getpid()
-    smi_says(nvidia_smi, APPS, f"{me}, 1200\n1, 99999\n")
+    smi.says(APPS, f"{me}, 1200\n1, 99999\n")
     assert gpu_process_memory() == [(me, 1200 * MIB), (1, 99999 * MIB)]
     assert measure_bytes("gpu", os.getpgid(0)) == 1200 * MIB
     assert measure_bytes("gpu", 2**22 + 7) == 0, "a group that does not exist holds nothing"
 
 
-def test_ram_measure_is_the_resident_memory_of_the_process_group() -> None:
-    mine = process_group_rss(os.getpgid(0))
-    own = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    assert mine >= own > 0
-    assert measure_bytes("ram", os.getpgid(0)) >= own
-
-
 def test_a_vllm_pool_takes_a_percentage_budget_of_gpu_memory(
-    nvidia_smi: Path, tmp_path: Path
+    smi: FakeNvidiaSmi, tmp_path: Path
 ) -> None:
-    smi_says(nvidia_smi, GPUS, "0, 1000\n")
+    smi.says(GPUS, "0, 1000\n")
     settings = Settings(home=tmp_path / "home", engine="vllm", memory_budget="50%")
     pool = EnginePool(settings, store(settings), Metrics())
     assert pool.memory_kind == "gpu" and pool.budget == 500 * MIB
@@ -179,9 +125,9 @@ def test_a_vllm_pool_takes_a_percentage_budget_of_gpu_memory(
 
 
 def test_a_percentage_budget_without_a_readable_total_is_no_budget_and_says_so(
-    nvidia_smi: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    smi: FakeNvidiaSmi, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    smi_fails(nvidia_smi, GPUS)
+    smi.fails(GPUS)
     settings = Settings(home=tmp_path / "home", engine="vllm", memory_budget="75%")
     with caplog.at_level(logging.WARNING, logger="talktuah.engine.pool"):
         pool = EnginePool(settings, store(settings), Metrics())

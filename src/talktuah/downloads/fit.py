@@ -13,12 +13,12 @@ a switch, the total does not. `force=true` skips the check.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InsufficientMemoryError
+from ..host_memory import total_memory as total_memory
 from ..quants import Quant
 from ..sizes import format_bytes
 from .gguf_header import HeaderError, ModelShape, fetch_shape, read_local_shape
@@ -27,41 +27,7 @@ from .plan import DownloadPlan, cached_file
 
 logger = logging.getLogger(__name__)
 
-_CGROUP_LIMITS = (
-    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2
-    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
-)
-
 MemoryReader = Callable[[], int | None]
-
-
-def total_memory() -> int | None:
-    """RAM this process may use: MemTotal (or sysconf), lowered by a cgroup limit."""
-    total = _meminfo_total()
-    if total is None:
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            total = None
-    for path in _CGROUP_LIMITS:
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and (total is None or int(text) < total):
-            total = int(text)  # "max" (v2) or a huge number (v1) means no limit
-    return total
-
-
-def _meminfo_total() -> int | None:
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 @dataclass(frozen=True)

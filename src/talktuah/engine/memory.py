@@ -19,22 +19,25 @@ in docs/benchmarks.md (§10).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from ..config import Settings
-from ..downloads.fit import total_memory
 from ..downloads.gguf_header import HeaderError, read_local_shape
+from ..host_memory import (
+    MIB,
+    gpu_memory_totals,
+    gpu_process_memory,
+    process_group_members,
+    process_group_rss,
+    total_memory,
+)
 
 logger = logging.getLogger(__name__)
 
 MemoryKind = Literal["ram", "gpu"]
 
-MIB = 2**20
 #: llama-server and the Python that launches it, beyond weights and KV cache: measured with
 #: a tiny model (under 1 MiB of both) at ~38 MiB of RSS.
 LLAMACPP_RUNTIME_BYTES = 40 * MIB
@@ -44,8 +47,6 @@ TRANSFORMERS_RUNTIME_BYTES = 420 * MIB
 #: Any other engine beyond its weights when nothing better is known: KV cache of a context,
 #: the runtime, activations.
 CONTEXT_HEADROOM_BYTES = 256 * MIB
-
-_NVIDIA_SMI_TIMEOUT = 5.0
 
 
 def memory_kind(engine: str) -> MemoryKind:
@@ -110,97 +111,3 @@ def measure_bytes(kind: MemoryKind, pgid: int) -> int:
         return process_group_rss(pgid)
     members = set(process_group_members(pgid))
     return sum(used for pid, used in gpu_process_memory() if pid in members)
-
-
-def process_group_members(pgid: int) -> list[int]:
-    """Pids of every live process in the group `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            if int(fields[2]) == pgid:
-                members.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return members
-
-
-def process_group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group `pgid`; 0 when none is there."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for pid in process_group_members(pgid):
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-def gpu_memory_totals() -> list[int] | None:
-    """Bytes of memory of each GPU this process may use (CUDA_VISIBLE_DEVICES honoured),
-    from nvidia-smi; None without it."""
-    rows = _nvidia_smi("--query-gpu=index,memory.total")
-    if rows is None:
-        return None
-    totals = {index: mib * MIB for index, mib in rows}
-    visible = _visible_indices(os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if visible is not None:
-        totals = {i: b for i, b in totals.items() if i in visible}
-    return [totals[i] for i in sorted(totals)] or None
-
-
-def gpu_process_memory() -> list[tuple[int, int]]:
-    """(pid, bytes) of every process nvidia-smi sees using a GPU; [] without it.
-
-    A process in another PID namespace (a container) shows a pid of the host or none at
-    all, so an engine in docker is not measured here and keeps its estimate.
-    """
-    rows = _nvidia_smi("--query-compute-apps=pid,used_memory")
-    return [(pid, mib * MIB) for pid, mib in rows or []]
-
-
-def _visible_indices(value: str | None) -> set[int] | None:
-    """CUDA_VISIBLE_DEVICES as GPU indices; None when unset or given as UUIDs."""
-    if value is None:
-        return None
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
-        return None
-    return {int(p) for p in parts}
-
-
-def _nvidia_smi(query: str) -> list[tuple[int, int]] | None:
-    """Rows of two integers from `nvidia-smi <query> --format=csv,noheader,nounits`.
-
-    Lines that are not two integers (a "[N/A]", a warning) are skipped, not trusted.
-    """
-    executable = shutil.which("nvidia-smi")
-    if executable is None:
-        return None
-    try:
-        done = subprocess.run(
-            [executable, query, "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=_NVIDIA_SMI_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        logger.warning("nvidia-smi could not be run: %s", exc)
-        return None
-    if done.returncode != 0:
-        logger.warning("nvidia-smi %s failed: %s", query, done.stderr.strip()[:200])
-        return None
-    return _pairs(done.stdout.splitlines())
-
-
-def _pairs(lines: Sequence[str]) -> list[tuple[int, int]]:
-    pairs = []
-    for line in lines:
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) == 2 and all(f.isdigit() for f in fields):
-            pairs.append((int(fields[0]), int(fields[1])))
-    return pairs
