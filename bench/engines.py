@@ -11,7 +11,9 @@ same streamed chat of `--tokens` tokens; rounds alternate the engines, medians a
     python bench/engines.py [--quick] [--rounds 3] [--tokens 128]
 
 Rows: ready time (launch to `/health` 200 with the model listed), time to first token, decode
-tokens/s after the first token, peak RSS of the engine process tree (VmHWM). Then TalkTuah
+tokens/s after the first token, peak RSS of the engine process tree (VmHWM), and what the
+engine pool estimates the model holds before its first load (engine/memory.py: the files,
+llama.cpp's KV cache of the context from the GGUF header, the engine's runtime). Then TalkTuah
 (`talktuah serve`, engine auto) in front of the same llama.cpp process, against that
 process's own port, in alternating requests: decode tokens/s ratio (goal >= 0.95x).
 `--quick` uses a 4-layer model with a 32k vocabulary.
@@ -42,6 +44,8 @@ from _common import (
     write_results,
 )
 
+from talktuah.config import Settings
+from talktuah.engine.memory import MIB, estimate_bytes
 from tests.support.server import TalkTuahProcess
 from tests.support.tiny_gguf import write_gguf
 from tests.support.tiny_model import install_in_cache
@@ -108,6 +112,18 @@ def rss_peak_mb(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+def estimate_mb(name: str, model_dir: Path, ggufs: dict[str, Path]) -> float:
+    """What the pool expects `name`'s engine to hold before measuring it, in MiB (the
+    context is the 4096 tokens `launch` gives llama.cpp, TALKTUAH_ENGINE_CTX's default)."""
+    settings = Settings(home=model_dir.parent / "estimate-home", engine_ctx=4096)
+    if name.startswith("llama"):
+        gguf = ggufs[name.split()[-1]]
+        return estimate_bytes(settings, "llamacpp", weights_bytes=gguf.stat().st_size,
+                              gguf_file=gguf) / MIB  # fmt: skip
+    weights = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+    return estimate_bytes(settings, "transformers", weights_bytes=weights) / MIB
 
 
 def stream_chat(url: str, model: str, tokens: int, headers: dict[str, str] | None = None,
@@ -242,6 +258,7 @@ def main() -> None:
         print(f"built the model in {time.perf_counter() - started:.0f} s", flush=True)
         names = ["transformers float32", "transformers bfloat16", "llama.cpp F16", "llama.cpp Q8_0"]
         data = engines_part(root, model_dir, ggufs, rounds, tokens, names)
+        estimates = {name: estimate_mb(name, model_dir, ggufs) for name in names}
         proxied = proxy_part(root, ggufs["Q8_0"], rounds, tokens)
 
     base = median(data["transformers float32"]["tps"])
@@ -250,12 +267,14 @@ def main() -> None:
     for name in names:
         m = {k: median(v) for k, v in data[name].items()}
         results[name] = m
-        rows.append([name, m["ready"], m["ttft"] * 1000, m["tps"], ratio(m["tps"], base), m["rss"]])
+        m["estimate"] = estimates[name]
+        rows.append([name, m["ready"], m["ttft"] * 1000, m["tps"], ratio(m["tps"], base), m["rss"],
+                     m["estimate"]])  # fmt: skip
     print()
     print(f"{'Qwen2.5-0.5B shape' if not args.quick else 'quick shape'}, one thread, "
           f"{tokens} streamed tokens, medians of {rounds} alternating rounds")  # fmt: skip
     print(table(["engine", "ready s", "TTFT ms", "decode tok/s", "x transformers fp32",
-                 "peak RSS MiB"], rows))  # fmt: skip
+                 "peak RSS MiB", "estimate MiB"], rows))  # fmt: skip
     through, direct = median(proxied["talktuah"]), median(proxied["direct"])
     proxy_ratio = ratio(through, direct)
     print()
