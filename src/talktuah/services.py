@@ -8,18 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import EllipsisType
 
+import httpx
 from prometheus_client.core import Metric
 
 from .config import Settings
 from .downloads.jobs import JobStatus
-from .downloads.manager import DownloadManager
+from .downloads.manager import DownloadManager, DownloadRequest, RequestOutcome
+from .downloads.plan import RepoQuants, repo_quants
+from .downloads.worker import make_api
 from .engine.base import EngineState
+from .engine.budget import NoRoom
 from .engine.drivers import make_driver
+from .engine.lifecycle import InstanceState
 from .engine.supervisor import EngineSupervisor, SwitchOutcome
+from .errors import (
+    ModelNotReadyError,
+    ModelNotServedError,
+    PoolFullError,
+    SwitchNotSupportedError,
+)
 from .keys import KeyStore
 from .logs import remember_secret
 from .metrics import Metrics, gauge
+from .model_id import ModelId
 from .proxy import EngineProxy
 from .ratelimit import RateLimits
 from .security import ApiKey, rotate_generated_key
@@ -121,6 +134,76 @@ class Services:
         """A download job with `activate` finished: its files are new (a new revision of the
         served model, say), so the engine loads them even if it serves that model."""
         self.activate(model_id, force=True)
+
+    def download(self, req: DownloadRequest) -> tuple[RequestOutcome, SwitchOutcome | None]:
+        """Ask for a download (DownloadManager.request) and, with `activate`, activate the
+        model at once when it is here in full already (a job with `activate` is activated
+        when it completes: activate_downloaded). The switch's outcome, None without one."""
+        outcome = self.downloads.request(req)
+        if not (req.activate and outcome.already_complete):
+            return outcome, None
+        return outcome, self.activate(outcome.model_id or req.model_id)
+
+    def load_model(self, model_id: str, keep_alive: float | None | EllipsisType = ...) -> bool:
+        """Load a downloaded model beside those loaded (the pool evicts the least recently
+        used idle one if its limits say so); True when it is loaded and ready already.
+        `keep_alive`: seconds it stays loaded idle (None: for ever; ...: the default's).
+
+        SwitchNotSupportedError for an external engine, ModelNotFoundError, ModelNotReadyError
+        for a model still downloading, PoolFullError when nothing can make room."""
+        pool = self.engine.pool
+        if pool.external:
+            raise SwitchNotSupportedError(
+                "The external engine serves what it serves: load models where it runs "
+                "(TALKTUAH_ENGINE=auto|transformers|llamacpp|vllm|docker lets TalkTuah load "
+                "them)."
+            )
+        model_id = ModelId(model_id)
+        if not self.store.get(model_id).complete:
+            raise ModelNotReadyError(
+                f"{model_id} is not completely downloaded. Wait for its download "
+                "(GET /api/download-progress?model_id=...) or download it again.",
+                model_id=model_id,
+            )
+        before = pool.instances.get(model_id)
+        keep = None if model_id == pool.default_id else keep_alive  # the default stays
+        try:
+            instance = pool.ensure(model_id, keep_alive=keep)
+        except NoRoom as full:
+            raise PoolFullError(str(full), retry_after=5, model_id=model_id) from full
+        return before is instance and instance.status.state == InstanceState.READY
+
+    def unload_model(self, model_id: str) -> None:
+        """Stop a loaded model's engine now (the default too: a request with no `model`
+        loads it again). ModelNotServedError when it is not loaded."""
+        if not self.engine.pool.unload(model_id, "unloaded on request (POST /api/unload-model)."):
+            raise ModelNotServedError(
+                f"{model_id} is not loaded; GET /api/ps lists the loaded models.",
+                model_id=model_id,
+            )
+
+    def hub_quants(self, repo_id: str, revision: str) -> tuple[RepoQuants, set[str]]:
+        """A repo's GGUF quants on the Hub at `revision`, and the ids of the models complete
+        here (which of its quants are downloaded). Blocking: the Hub, then a scan."""
+        api = make_api(self.settings.hf_endpoint, self.settings.hf_token)
+        found = repo_quants(api, repo_id, revision)
+        return found, {m.model_id for m in self.store.list() if m.complete}
+
+    def metrics_text(self) -> bytes:
+        """TalkTuah's metrics in Prometheus' text format, then the engine's own when it has
+        them (vLLM does). Blocking: asks the engine, for at most 2 s."""
+        body = self.metrics.render()
+        engine = self.engine
+        if engine.model is None or not engine.driver.manages_models:
+            return body
+        try:
+            upstream = httpx.get(f"{engine.driver.base_url}/metrics", timeout=2)
+        except httpx.HTTPError:
+            return body
+        if upstream.status_code != 200:
+            return body
+        name = engine.driver.name.encode()
+        return body + b"# Metrics of the engine (" + name + b")\n" + upstream.content
 
     def start(self) -> None:
         """Start background work: download workers (resuming jobs), the engine. Idempotent."""

@@ -10,8 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..downloads.manager import DownloadManager
+from ..engine.supervisor import EngineSupervisor
+from ..keys import KeyStore
 from ..services import Services
-from ..state import StateDB
 from ..store import ModelStore
 
 
@@ -24,10 +26,22 @@ async def get_store(services: Annotated[Services, Depends(get_services)]) -> Mod
     return services.store
 
 
-async def get_state(services: Annotated[Services, Depends(get_services)]) -> StateDB:
-    return services.state
+async def get_downloads(services: Annotated[Services, Depends(get_services)]) -> DownloadManager:
+    return services.downloads
 
 
+async def get_engine(services: Annotated[Services, Depends(get_services)]) -> EngineSupervisor:
+    return services.engine
+
+
+async def get_keys(services: Annotated[Services, Depends(get_services)]) -> KeyStore:
+    return services.keys
+
+
+#: Everything: for routes that use several services or a use case of Services itself.
 ServicesDep = Annotated[Services, Depends(get_services)]
+#: One service each: what a route that needs only it takes.
 StoreDep = Annotated[ModelStore, Depends(get_store)]
-StateDep = Annotated[StateDB, Depends(get_state)]
+DownloadsDep = Annotated[DownloadManager, Depends(get_downloads)]
+EngineDep = Annotated[EngineSupervisor, Depends(get_engine)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]

@@ -10,8 +10,6 @@ stay the engine's bytes and `/metrics` stays text: neither has a model.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict
 
 #: A count or size that may be whole or fractional; a union keeps an int an int in the JSON.
@@ -169,6 +167,28 @@ class ModelAction(Answer):
     info: str | None = None
 
 
+class Failure(Answer):
+    """Why a model's engine failed (`last_failure`, a loaded model's `error`)."""
+
+    model: str
+    kind: str  # load | switch | crash | restart
+    message: str
+    cause: str
+    hint: str | None
+    log_tail: list[str]
+    at: str
+
+
+class RestartPending(Answer):
+    """An automatic restart waiting out its backoff."""
+
+    model: str
+    attempt: int
+    limit: int
+    next_restart_at: str
+    seconds_left: Number
+
+
 class EngineStatus(Answer):
     """`GET /api/model-loading-status`: the default model's engine."""
 
@@ -181,8 +201,8 @@ class EngineStatus(Answer):
     loading_model: str | None
     message: str
     restarts: int
-    restart_pending: Any
-    last_failure: dict[str, Any] | None
+    restart_pending: RestartPending | None
+    last_failure: Failure | None
 
 
 class Dismissed(Answer):
@@ -204,7 +224,7 @@ class LoadedModel(Answer):
     pinned: bool
     in_flight: int
     message: str | None
-    error: dict[str, Any] | None
+    error: Failure | None
 
 
 class LoadedModels(Answer):
@@ -251,19 +271,41 @@ class AdminKey(Answer):
 # -- storage and hub -------------------------------------------------------------------------
 
 
+class ModelBytes(Answer):
+    model_id: str
+    bytes: int
+
+
+class PartialFile(Answer):
+    """A partial download: ours (`partial`, resumable) or the library's (`library_partial`)."""
+
+    model_id: str
+    path: str
+    bytes: int
+    age_seconds: Number
+    kind: str
+    live: bool
+
+
 class StorageReport(Answer):
     models_dir: str
     total_bytes: int
     free_bytes: int
     partial_bytes: int
-    models: list[dict[str, Any]]
-    partials: list[dict[str, Any]]
+    models: list[ModelBytes]
+    partials: list[PartialFile]
+
+
+class RemovedFile(Answer):
+    path: str
+    kind: str  # partial | library_partial | lock | blob
+    bytes: int
 
 
 class GarbageCollected(Answer):
     bytes_reclaimed: int
     files_removed: int
-    removed: list[Any]
+    removed: list[RemovedFile]
 
 
 class HubQuant(Answer):

@@ -22,7 +22,7 @@ from ...model_ref import resolve_model_and_revision
 from ...store import repo_of
 from .. import params, schemas
 from ..auth import PrincipalDep
-from ..deps import ServicesDep
+from ..deps import DownloadsDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["downloads"])
 
@@ -77,12 +77,12 @@ def download_model(
     force: Annotated[
         bool, Query(description="Download a GGUF model even if it does not fit in RAM")
     ] = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | schemas.AlreadyDownloaded | schemas.JobMessage:
     model_id, revision = resolve_model_and_revision(model_id, revision)  # a pasted Hub URL too
     if not auto:
         base_url = str(request.base_url).rstrip("/")
         return manual_instructions(model_id, str(services.settings.models_dir), base_url)
-    outcome = services.downloads.request(
+    outcome, switched = services.download(
         DownloadRequest(
             model_id=model_id,
             revision=params.plain_text("revision", revision, params.MAX_REVISION_LENGTH),
@@ -95,19 +95,19 @@ def download_model(
     )
     model_id = outcome.model_id or model_id  # `org/repo` of a GGUF repo: the quant chosen
     if outcome.already_complete:
-        message = f"{model_id} is already downloaded; nothing to do."
-        if activate and services.activate(model_id) == SwitchOutcome.ALREADY_SERVING:
+        if switched is None:
+            message = f"{model_id} is already downloaded; nothing to do."
+        elif switched == SwitchOutcome.ALREADY_SERVING:
             message = f"{model_id} is already downloaded and serving; nothing to do."
-        elif activate:
+        else:
             message = f"{model_id} is already downloaded; switching to it."
-        return {
-            "status": "complete",
-            "message": message,
-            "model_id": model_id,
-            "job_id": None,
-            "info": "GET /api/models/local lists it; GET /api/model-loading-status shows the "
-            "switch.",
-        }
+        return schemas.AlreadyDownloaded(
+            status="complete",
+            message=message,
+            model_id=model_id,
+            job_id=None,
+            info="GET /api/models/local lists it; GET /api/model-loading-status shows the switch.",
+        )
     job = outcome.job
     assert job is not None
     progress_url = f"/api/download-progress?job_id={job.id}"
@@ -116,10 +116,11 @@ def download_model(
         message = f"Download queued for {model_id}"
     else:
         message = f"{model_id} is already being downloaded (job {job.id})"
-    return job.to_api() | {
-        "message": message,
-        "info": f"Poll {progress_url} or stream /api/downloads/{job.id}/events.",
-    }
+    return schemas.JobMessage(
+        **job.to_api(),
+        message=message,
+        info=f"Poll {progress_url} or stream /api/downloads/{job.id}/events.",
+    )
 
 
 def _reveal(principal: Principal) -> bool:
@@ -128,13 +129,13 @@ def _reveal(principal: Principal) -> bool:
 
 @router.get("/download-progress", response_model=schemas.Job)
 def download_progress(
-    services: ServicesDep,
+    downloads: DownloadsDep,
     principal: PrincipalDep,
     job_id: str | None = Query(None),
     model_id: str | None = Query(None),
 ) -> dict[str, Any]:
     """One job's progress; without an id, the most recent job (the seed's single slot)."""
-    jobs = services.downloads.jobs
+    jobs = downloads.jobs
     job: DownloadJob | None
     if job_id is not None:
         job = jobs.get(job_id, detail=False)
@@ -148,28 +149,28 @@ def download_progress(
 
 @router.get("/downloads", response_model=schemas.Downloads)
 def list_downloads(
-    services: ServicesDep, principal: PrincipalDep, limit: int = Query(100, ge=1, le=1000)
+    downloads: DownloadsDep, principal: PrincipalDep, limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
-    jobs = services.downloads.jobs.recent(limit=limit)
+    jobs = downloads.jobs.recent(limit=limit)
     reveal = _reveal(principal)
     return {"downloads": [j.to_api(reveal_callback=reveal) for j in jobs], "count": len(jobs)}
 
 
 @router.get("/downloads/{job_id}", response_model=schemas.Job)
-def get_download(services: ServicesDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
-    return services.downloads.get(job_id).to_api(reveal_callback=_reveal(principal))
+def get_download(downloads: DownloadsDep, principal: PrincipalDep, job_id: str) -> dict[str, Any]:
+    return downloads.get(job_id).to_api(reveal_callback=_reveal(principal))
 
 
 @router.delete(
     "/downloads/{job_id}", response_model=schemas.JobMessage, response_model_exclude_unset=True
 )
-def cancel_download(services: ServicesDep, job_id: str) -> dict[str, Any]:
-    job = services.downloads.cancel(job_id)
+def cancel_download(downloads: DownloadsDep, job_id: str) -> schemas.JobMessage:
+    job = downloads.cancel(job_id)
     if job.status.live:
         message = "Cancelling; the transfer stops within seconds."
     else:
         message = f"Job {job.id} is {job.status}."
-    return job.to_api() | {"message": message}
+    return schemas.JobMessage(**job.to_api(), message=message)
 
 
 @router.get("/downloads/{job_id}/events")

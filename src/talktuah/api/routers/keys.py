@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from ...keys import MAX_EXPIRES_IN_DAYS, MAX_STREAMS
 from .. import schemas
-from ..deps import ServicesDep
+from ..deps import KeysDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["keys"])
 
@@ -40,8 +38,8 @@ class KeyRequest(BaseModel):
     response_model=schemas.KeyMessage,
     response_model_exclude_unset=True,
 )
-def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
-    key = services.keys.create(
+def create_key(keys: KeysDep, body: KeyRequest) -> schemas.KeyMessage:
+    key = keys.create(
         body.name,
         body.scopes,
         expires_in_days=body.expires_in_days,
@@ -49,29 +47,30 @@ def create_key(services: ServicesDep, body: KeyRequest) -> dict[str, Any]:
         proxy_rate_limit=body.proxy_rate_limit,
         max_streams=body.max_streams,
     )
-    return key.to_api() | {"message": "Store the key now: it is not shown again."}
+    return schemas.KeyMessage(**key.to_api(), message="Store the key now: it is not shown again.")
 
 
 @router.post("/keys/rotate-admin", response_model=schemas.AdminKey)
-def rotate_admin_key(services: ServicesDep) -> dict[str, Any]:
+def rotate_admin_key(services: ServicesDep) -> schemas.AdminKey:
     """A new generated admin key, effective at once; the old one stops working."""
     new = services.rotate_admin_key()
-    return {
-        "key": new.value,
-        "message": f"The admin key was replaced and stored in {services.settings.api_key_path}; "
+    return schemas.AdminKey(
+        key=new.value,
+        message=f"The admin key was replaced and stored in {services.settings.api_key_path}; "
         "the old one no longer works.",
-    }
+    )
 
 
 @router.get("/keys", response_model=schemas.Keys)
-def list_keys(services: ServicesDep) -> dict[str, Any]:
-    keys = services.keys.list()
-    return {"keys": [k.to_api() for k in keys], "count": len(keys)}
+def list_keys(keys: KeysDep) -> schemas.Keys:
+    listed = keys.list()
+    return schemas.Keys(keys=[schemas.Key(**k.to_api()) for k in listed], count=len(listed))
 
 
 @router.delete(
     "/keys/{key_id}", response_model=schemas.KeyMessage, response_model_exclude_unset=True
 )
-def revoke_key(services: ServicesDep, key_id: str) -> dict[str, Any]:
-    key = services.keys.revoke(key_id)
-    return key.to_api() | {"message": f"Key {key.name!r} is revoked; it stops working now."}
+def revoke_key(keys: KeysDep, key_id: str) -> schemas.KeyMessage:
+    key = keys.revoke(key_id)
+    message = f"Key {key.name!r} is revoked; it stops working now."
+    return schemas.KeyMessage(**key.to_api(), message=message)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -35,8 +32,8 @@ ENDPOINTS = {
 
 
 @router.get("/", response_model=schemas.Root)
-def root() -> dict[str, Any]:
-    return {"name": "TalkTuah", "version": __version__, "endpoints": ENDPOINTS}
+def root() -> schemas.Root:
+    return schemas.Root(name="TalkTuah", version=__version__, endpoints=ENDPOINTS)
 
 
 @router.get(
@@ -54,14 +51,4 @@ def healthz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics")
 def metrics(services: ServicesDep) -> Response:
     """TalkTuah's metrics, then the engine's own when it has them (vLLM does)."""
-    body = services.metrics.render()
-    engine = services.engine
-    if engine.model is not None and engine.driver.manages_models:
-        try:
-            upstream = httpx.get(f"{engine.driver.base_url}/metrics", timeout=2)
-        except httpx.HTTPError:
-            upstream = None
-        if upstream is not None and upstream.status_code == 200:
-            body += b"# Metrics of the engine (" + engine.driver.name.encode() + b")\n"
-            body += upstream.content
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics_text(), media_type=CONTENT_TYPE_LATEST)

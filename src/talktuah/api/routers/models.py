@@ -17,7 +17,7 @@ ModelIdQuery = Query(description="Hugging Face repo id, e.g. Qwen/Qwen2.5-0.5B-I
 
 
 @router.get("/model-status", response_model=schemas.ModelStatus)
-def model_status(services: ServicesDep) -> dict[str, Any]:
+def model_status(services: ServicesDep) -> schemas.ModelStatus:
     store = services.store
     downloaded = store.model_ids()
     current = services.state.active_model
@@ -27,15 +27,15 @@ def model_status(services: ServicesDep) -> dict[str, Any]:
         message = f"{len(downloaded)} model(s) downloaded; none is active."
     else:
         message = f"{len(downloaded)} model(s) downloaded; active: {current}."
-    return {
-        "models_available": bool(downloaded),
-        "models_dir_exists": store.models_dir.is_dir(),
-        "models_dir": str(store.models_dir),
-        "downloaded_models": downloaded,
-        "current_model": current,
-        "vllm_healthy": services.engine.model is not None,
-        "message": message,
-    }
+    return schemas.ModelStatus(
+        models_available=bool(downloaded),
+        models_dir_exists=store.models_dir.is_dir(),
+        models_dir=str(store.models_dir),
+        downloaded_models=downloaded,
+        current_model=current,
+        vllm_healthy=services.engine.model is not None,
+        message=message,
+    )
 
 
 @router.get("/models/local", response_model=schemas.LocalModels)
@@ -61,16 +61,16 @@ def delete_model(
     services: ServicesDep,
     model_id: str = ModelIdQuery,
     force: bool = Query(False, description="Delete even if it is the active model"),
-) -> dict[str, Any]:
+) -> schemas.Deleted:
     model_id = resolve_model_id(model_id)  # a pasted Hub URL names its repo
     deleted = services.delete_model(model_id, force=force)
     message = f"Successfully deleted {model_id} ({deleted.size_mb} MB freed)"
     if deleted.was_active:
         message += "; it was the active model, so no model is active now"
-    return {
-        "status": "deleted",
-        "model_id": model_id,
-        "size_mb": deleted.size_mb,
-        "size_bytes": deleted.size_bytes,
-        "message": message,
-    }
+    return schemas.Deleted(
+        status="deleted",
+        model_id=model_id,
+        size_mb=deleted.size_mb,
+        size_bytes=deleted.size_bytes,
+        message=message,
+    )
