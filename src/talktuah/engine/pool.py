@@ -34,8 +34,10 @@ from ..errors import (
     PoolFullError,
     TalkTuahError,
 )
+from ..host_memory import gpu_memory_totals
 from ..metrics import Metrics
-from ..store import ModelStore, validate_model_ref
+from ..model_id import ModelId
+from ..store import ModelStore
 from .base import EngineDriver, SubprocessDriver
 from .budget import (
     NoRoom,
@@ -48,7 +50,7 @@ from .drivers import make_driver
 from .instance import EngineInstance, Load, Stop, Unload
 from .lifecycle import InstanceState, InstanceStatus
 from .llamacpp import find_gguf
-from .memory import estimate_bytes, gpu_memory_totals, memory_kind, total_bytes
+from .memory import estimate_bytes, memory_kind, total_bytes
 from .process import ManagedProcess
 
 logger = logging.getLogger(__name__)
@@ -299,7 +301,7 @@ class EnginePool:
         if not isinstance(model, str):
             raise ModelNotServedError(f"'model' must be a model id string, not {model!r}.")
         try:
-            return validate_model_ref(model)  # `org/repo:q8_0` is `org/repo:Q8_0`
+            return ModelId(model)  # checked here, where a body's `model` comes in
         except TalkTuahError as exc:
             raise ModelNotServedError(
                 f"Model {model!r} is not a model id TalkTuah can serve ({exc}); list them "

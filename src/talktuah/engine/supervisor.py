@@ -31,8 +31,9 @@ from ..errors import (
     SwitchNotSupportedError,
 )
 from ..metrics import Metrics
+from ..model_id import ModelId
 from ..state import StateDB
-from ..store import ModelStore, validate_model_ref
+from ..store import ModelStore
 from .base import EngineDriver, EngineState
 from .budget import NoRoom
 from .instance import EngineInstance, Traffic
@@ -239,7 +240,7 @@ class EngineSupervisor:
         model loaded on demand becomes the default at once. A restart waiting out its
         backoff does not hold anything: the load supersedes it.
         """
-        model_id = validate_model_ref(model_id)  # `org/repo:q8_0` is `org/repo:Q8_0`
+        model_id = ModelId(model_id)  # a route's id as it is; any other str is checked
         if self.pool.external:
             raise SwitchNotSupportedError(
                 f"The {self.driver.name} engine at {self.driver.base_url} is run outside "
