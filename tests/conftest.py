@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +32,7 @@ _FOLDER_MARKS = {"e2e": ("e2e", "slow"), "ui": ("ui", "slow")}
 #: Modules outside those folders that cost the inner loop most (`--durations`, issue 20):
 #: they start `talktuah serve` or engines, or wait on timeouts and dripping peers by design.
 _SLOW_MODULES = {
+    "api/test_openapi_fuzz.py",  # schemathesis and hypothesis over every route: ~20 s
     "docs/test_agent_api_docs.py",
     "docs/test_curl_examples.py",
     "docs/test_deploy_files.py",
@@ -40,17 +43,74 @@ _SLOW_MODULES = {
 }
 
 
+def _marks_of(where: Path) -> tuple[str, ...]:
+    """The marks every test under `where` (relative to tests/) gets from its place."""
+    marks = _FOLDER_MARKS.get(where.parts[0], ()) if where.parts else ()
+    return marks + (("slow",) if where.as_posix() in _SLOW_MODULES else ())
+
+
+def _may_match(markexpr: str, marks: tuple[str, ...]) -> bool:
+    """Whether a test carrying `marks` (and any others) can match `-m markexpr`: False only
+    if the expression is false for every choice of the test's other marks."""
+    try:
+        from _pytest.mark.expression import Expression
+
+        expr = Expression.compile(markexpr)
+    except Exception:  # a private API moved, or a bad expression pytest will report itself
+        return True
+    free: list[str] = []  # the other marks the expression asks about, found as it asks
+
+    def holds(chosen: int) -> bool:
+        def matcher(name: str, /, **kwargs: object) -> bool:
+            key = name + repr(sorted(kwargs.items())) if kwargs else name
+            if not kwargs and name in marks:
+                return True
+            if key not in free:
+                free.append(key)
+            return bool(chosen >> free.index(key) & 1)
+
+        return expr.evaluate(matcher)
+
+    chosen = 0
+    while chosen < 2 ** len(free):
+        if len(free) > 10 or holds(chosen):
+            return True
+        chosen += 1
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out, without importing them, the folders and modules whose marks `-m` rules
+    out: `pytest -m "not slow"` would deselect all their tests anyway, and importing them
+    (anthropic, openai, schemathesis, playwright) cost the inner loop ~10 s (issue 20)."""
+    markexpr: str = config.option.markexpr
+    here = Path(__file__).parent
+    if not markexpr or not collection_path.is_relative_to(here):
+        return None
+    marks = _marks_of(collection_path.relative_to(here))
+    return True if marks and not _may_match(markexpr, marks) else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """tests/e2e and tests/ui are `e2e`/`ui` and `slow` by folder, and the modules in
     _SLOW_MODULES are `slow` (pyproject.toml registers the markers), so `pytest -m "not slow"`
     is the inner loop without a mark in every file."""
     here = Path(__file__).parent
     for item in items:
-        where = item.path.relative_to(here)
-        for name in _FOLDER_MARKS.get(where.parts[0], ()):
+        for name in _marks_of(item.path.relative_to(here)):
             item.add_marker(name)
-        if where.as_posix() in _SLOW_MODULES:
-            item.add_marker("slow")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _this_python_first_on_path() -> Iterator[None]:
+    """Scripts the tests run by path (`#!/usr/bin/env python3`: the stand-in engine) get the
+    interpreter running the tests, not whatever `python3` comes first, e.g. a pyenv shim
+    that costs ~0.3 s per start (issue 20)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(
+            "PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+        )
+        yield
 
 
 @pytest.fixture(autouse=True)

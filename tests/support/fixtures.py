@@ -19,6 +19,12 @@ from .hub import make_files as _make_files
 
 MakeFiles = Callable[..., dict[str, bytes]]
 
+#: huggingface_hub's knobs that TalkTuah sets process-wide (downloads.manager.configure_library),
+#: as the library ships them: read when this plugin loads, before any test ran.
+_LIBRARY_DEFAULTS = {
+    name: getattr(hf_constants, name) for name in ("DOWNLOAD_CHUNK_SIZE", "HF_HUB_DOWNLOAD_TIMEOUT")
+}
+
 
 @dataclass(frozen=True)
 class HubRepo:
@@ -54,6 +60,10 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    # An app built by an earlier test set these for the whole process (16 KiB chunks in the
+    # download tests): each test starts from the library's own, and what it sets is undone.
+    for name, value in _LIBRARY_DEFAULTS.items():
+        monkeypatch.setattr(hf_constants, name, value)
     return cache
 
 

@@ -69,7 +69,9 @@ class Receiver:
         self.origin = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.url = f"{self.origin}/webhook"
         self.redirect_to = redirect_to
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )  # stop()'s shutdown() waits up to one poll (0.5 s by default)
         self.thread.start()
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
