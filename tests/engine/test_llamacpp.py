@@ -29,11 +29,16 @@ from talktuah.engine.llamacpp import (
 )
 from talktuah.errors import EngineError
 
+from ..support.gguf_shapes import gguf_with_shape
 from ..support.server import free_port
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files
 
 pytestmark = pytest.mark.timeout(120)
+
+#: The tests that run llama-server itself on a model built with torch (~8 s to import under
+#: load): `slow`, out of the inner loop; the argument tests read a header-only GGUF.
+real_engine = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,12 @@ def gguf_chat() -> bytes:
 @pytest.fixture(scope="module")
 def gguf_embed() -> bytes:
     return tiny_gguf_bytes(seed=12, embedding=True)
+
+
+@pytest.fixture(scope="module")
+def gguf_header_only() -> bytes:
+    """A GGUF whose header is the tiny model's (context 256), without its weights."""
+    return gguf_with_shape(layers=2, embedding=64, heads=4, kv_heads=4, context=256)
 
 
 @pytest.fixture
@@ -92,6 +103,7 @@ def chat_engine(
         proc.wait(10)
 
 
+@real_engine
 def test_the_served_model_is_named_by_its_id_and_answers(
     chat_engine: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
@@ -109,6 +121,7 @@ def test_the_served_model_is_named_by_its_id_and_answers(
     assert answer["choices"][0]["message"]["content"]
 
 
+@real_engine
 def test_usage_comes_in_a_stream_only_when_asked(
     chat_engine: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
@@ -126,6 +139,7 @@ def test_usage_comes_in_a_stream_only_when_asked(
     assert asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] == 4  # type: ignore[index]
 
 
+@real_engine
 def test_tokens_equal_the_hugging_face_tokenizers(
     chat_engine: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -142,6 +156,7 @@ def test_tokens_equal_the_hugging_face_tokenizers(
     assert ours["tokens"] == tokenizer.encode(text, add_special_tokens=False)
 
 
+@real_engine
 def test_sigterm_ends_it_at_once(chat_engine: tuple[str, subprocess.Popen[bytes]]) -> None:
     _, proc = chat_engine
     started = time.monotonic()
@@ -150,6 +165,7 @@ def test_sigterm_ends_it_at_once(chat_engine: tuple[str, subprocess.Popen[bytes]
     assert time.monotonic() - started < 2
 
 
+@real_engine
 def test_an_embedding_model_gets_embeddings(
     engine_settings: Settings, gguf_embed: bytes, tmp_path: Path
 ) -> None:
@@ -174,11 +190,12 @@ def test_an_embedding_model_gets_embeddings(
 
 
 def test_the_tag_picks_the_file_and_the_context_is_capped(
-    engine_settings: Settings, gguf_chat: bytes
+    engine_settings: Settings, gguf_header_only: bytes
 ) -> None:
     models = engine_settings.models_dir
+    gguf = gguf_header_only
     install_in_cache(
-        models, "org/q-GGUF", {"q-Q4_K_M.gguf": gguf_chat, "q-Q8_0.gguf": gguf_chat, "x.txt": b""}
+        models, "org/q-GGUF", {"q-Q4_K_M.gguf": gguf, "q-Q8_0.gguf": gguf, "x.txt": b""}
     )
     assert find_gguf(models, "org/q-GGUF").path.name == "q-Q4_K_M.gguf"
     model = find_gguf(models, "org/q-GGUF:q8_0")
@@ -194,9 +211,9 @@ def test_the_tag_picks_the_file_and_the_context_is_capped(
 
 
 def test_a_users_own_llama_server_gets_the_same_arguments(
-    engine_settings: Settings, gguf_chat: bytes
+    engine_settings: Settings, gguf_header_only: bytes
 ) -> None:
-    install_in_cache(engine_settings.models_dir, "org/tiny-GGUF", {"t-Q8_0.gguf": gguf_chat})
+    install_in_cache(engine_settings.models_dir, "org/tiny-GGUF", {"t-Q8_0.gguf": gguf_header_only})
     own = LlamaCppDriver(engine_settings, executable="/opt/llama/llama-server")
     own._model = find_gguf(engine_settings.models_dir, "org/tiny-GGUF")
     bundled = LlamaCppDriver(engine_settings)

@@ -28,11 +28,14 @@ from talktuah.metrics import Metrics
 from talktuah.state import StateDB
 from talktuah.store import ModelStore
 
+from ..support.gguf_shapes import gguf_with_shape
 from ..support.nvidia_smi import APPS, GPUS, FakeNvidiaSmi, install_nvidia_smi
-from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache
 
 GIB = 2**30
+#: The tiny test model's shape (tests/support/tiny_model.py) in a header-only GGUF: what the
+#: estimates read, without building the model (torch's import alone takes seconds).
+TINY = {"layers": 2, "embedding": 64, "heads": 4, "kv_heads": 4, "context": 256}
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def test_llamacpp_estimate_is_file_plus_kv_cache_of_the_context_plus_runtime(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "m.gguf"
-    path.write_bytes(tiny_gguf_bytes(seed=3))
+    path.write_bytes(gguf_with_shape(**TINY))
     settings = Settings(home=tmp_path / "home", engine_ctx=128)
     shape = read_local_shape(path)
     kv = shape.kv_cache_bytes(shape.context(128))
@@ -137,7 +140,7 @@ def test_a_percentage_budget_without_a_readable_total_is_no_budget_and_says_so(
 
 def test_a_cpu_pool_estimates_a_gguf_model_from_its_header(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", engine_ctx=128)
-    gguf = tiny_gguf_bytes(seed=4)
+    gguf = gguf_with_shape(**TINY, padding=4096)
     install_in_cache(settings.models_dir, "org/m-GGUF", {"m-Q8_0.gguf": gguf})
     pool = EnginePool(settings, store(settings), Metrics())
     assert pool.memory_kind == "ram"
