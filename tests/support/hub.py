@@ -401,7 +401,7 @@ class Hub:
         self._repos_lock = threading.Lock()
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
-        self._inflight = 0
+        self._open: list[_Ctx] = []  # requests in flight
         self._idle = threading.Condition(self._log_lock)
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
@@ -583,8 +583,14 @@ class Hub:
         still running.
         """
         with self._idle:
-            self._idle.wait_for(lambda: self._inflight == 0, timeout=1.0)
+            self._idle.wait_for(lambda: not self._open, timeout=1.0)
             return list(self._log)
+
+    def sending(self, path: str) -> list[int]:
+        """The bytes sent so far by each GET of the repo file `path` still in flight: a test
+        acts once a transfer is on the wire (`eventually(lambda: hub.sending(...))`)."""
+        with self._log_lock:
+            return [c.bytes_sent for c in self._open if c.method == "GET" and c.path == path]
 
     def log_now(self) -> list[RequestRecord]:
         """The log as it is right now, without waiting for requests in flight."""
@@ -650,7 +656,7 @@ class Hub:
         )
         with self._idle:
             self._log.append(rec)
-            self._inflight -= 1
+            self._open = [c for c in self._open if c is not ctx]
             self._idle.notify_all()
 
     # -- request handling -------------------------------------------------------------------
@@ -666,7 +672,7 @@ class Hub:
             started=time.monotonic(),
         )
         with self._idle:
-            self._inflight += 1
+            self._open.append(ctx)
         try:
             body = self._read_request_body(h)
             self._classify(ctx, raw_segments)
