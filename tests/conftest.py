@@ -17,15 +17,11 @@ from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from .support.constants import API_KEY
+from .support.env import isolate_env
 from .support.hub import Hub
 from .support.repos import PutModel, model_files
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.engine"]
-
-_ENV_WE_READ = (
-    "TALKTUAH_HOME", "TALKTUAH_HOST", "TALKTUAH_PORT", "PROXY_API_KEY",
-    "HF_TOKEN", "HF_ENDPOINT", "DEFAULT_MODEL",
-)  # fmt: skip
+pytest_plugins = ["tests.support.fixtures", "tests.support.engine", "tests.support.apps"]
 
 
 _FOLDER_MARKS = {"e2e": ("e2e", "slow"), "ui": ("ui", "slow")}
@@ -116,11 +112,7 @@ def _this_python_first_on_path() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's environment, `.env` or ~/.cache/huggingface."""
-    for name in _ENV_WE_READ:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.chdir(tmp_path)
+    isolate_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..support.engine import MakeClient, start_client, wait_status
+from ..support.engine import MakeClient, shared_client, wait_status
 from ..support.fake_engine import agent_answer, agent_stream
 from ..test_metrics import samples, value
 from .test_scopes import key_with
@@ -30,12 +30,25 @@ MESSAGE = {"model": "org/a", "max_tokens": 3, "messages": [{"role": "user", "con
 RESPONSE = {"model": "org/a", "max_output_tokens": 3, "input": "hi"}
 
 
+@pytest.fixture(scope="module")
+def agents_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("agents")
+
+
+@pytest.fixture(scope="module")
+def vllm_client(agents_root: Path) -> Iterator[TestClient]:
+    """TalkTuah serving `org/a` on the stand-in engine run as vLLM, one for the module (the
+    tests compare token counts before and after, and create keys of their own). The admin
+    key's proxy rate limit is out of the way of the hypothesis test's hundreds of calls."""
+    with shared_client(agents_root, engine="vllm", proxy_rate_limit="100000/minute") as client:
+        wait_status(client, lambda s: s["status"] == "ready")
+        yield client
+
+
 @pytest.fixture
-def vllm_client(make_client: MakeClient) -> TestClient:
-    """TalkTuah serving `org/a` on the stand-in engine run as vLLM."""
-    client = make_client(engine="vllm")
-    wait_status(client, lambda s: s["status"] == "ready")
-    return client
+def agent_events(agents_root: Path) -> Path:
+    """What the module's stand-in engines received."""
+    return agents_root / "engine-events.txt"
 
 
 def tokens(client: TestClient) -> tuple[float, float]:
@@ -73,26 +86,26 @@ def test_a_stream_is_the_engines_bytes_with_the_model_asked_for(
 
 @pytest.mark.parametrize(("path", "body"), [("/v1/messages", MESSAGE), ("/v1/responses", RESPONSE)])
 def test_a_whole_answer_names_the_model_asked_for_and_counts_its_tokens(
-    vllm_client: TestClient, engine_events: Path, path: str, body: dict[str, Any]
+    vllm_client: TestClient, agent_events: Path, path: str, body: dict[str, Any]
 ) -> None:
     before = tokens(vllm_client)
     answer = vllm_client.post(path, json=body)
     assert answer.status_code == 200, answer.text
     assert answer.json() == agent_answer(path, "org/a", 3)
     assert tokens(vllm_client) == (before[0] + 3, before[1] + 3)
-    sent = forwarded(engine_events, path)[-1]
+    sent = forwarded(agent_events, path)[-1]
     assert sent["model"] == "org/a" and sent["stream"] is False  # said, never left out
     if path == "/v1/responses":
         assert sent["store"] is False  # stateless
 
 
-def test_model_routing_is_the_chat_routes(vllm_client: TestClient, engine_events: Path) -> None:
+def test_model_routing_is_the_chat_routes(vllm_client: TestClient, agent_events: Path) -> None:
     """The engine pool routes them as it routes chat: load on demand by `model`, the pool's
     `keep_alive` taken out of the body, the id asked for in the answer."""
     other = vllm_client.post("/v1/messages", json=MESSAGE | {"model": "org/b", "keep_alive": 0})
     assert other.status_code == 200, other.text
     assert other.json()["model"] == "org/b"
-    sent = forwarded(engine_events, "/v1/messages")[-1]
+    sent = forwarded(agent_events, "/v1/messages")[-1]
     assert sent["model"] == "org/b" and "keep_alive" not in sent
     missing = vllm_client.post("/v1/messages", json=MESSAGE | {"model": "org/nope"})
     assert missing.status_code == 404
@@ -246,25 +259,14 @@ _body = st.fixed_dictionaries(
 )
 
 
-@pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    client = start_client(
-        tmp_path_factory.mktemp("agents-fuzz") / "home", engine="vllm",
-        proxy_rate_limit="100000/minute",
-    )  # fmt: skip
-    wait_status(client, lambda s: s["status"] == "ready")
-    yield client
-    client.__exit__(None, None, None)
-
-
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens", "/v1/responses"])
 @given(body=_body)
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_any_body_gets_an_answer_in_the_apis_shape(
-    fuzz_client: TestClient, path: str, body: dict[str, Any]
+    vllm_client: TestClient, path: str, body: dict[str, Any]
 ) -> None:
     """Bodies of any shape: never a 5xx of TalkTuah's own, every error in the API's shape."""
-    with fuzz_client.stream("POST", path, content=json.dumps(body)) as response:
+    with vllm_client.stream("POST", path, content=json.dumps(body)) as response:
         raw = b"".join(response.iter_bytes())
     assert response.status_code < 500 or response.status_code in (502, 503, 504), raw[:500]
     if response.status_code >= 400:

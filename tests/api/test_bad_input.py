@@ -3,6 +3,8 @@
 Each case here answered 500 (or 502) before: a RecursionError from the JSON parser, NaN or
 1e309 reaching `timedelta` or httpx's encoder, a 20-digit integer reaching SQLite, control
 characters reaching the download planner, a failed `last_used_at` write during auth.
+
+Refused requests leave nothing behind: their tests share the module's app (`module_client`).
 """
 
 from __future__ import annotations
@@ -53,11 +55,12 @@ def assert_error(response: Any, status: int, *words: str) -> str:
     ids=["100k-brackets", "messages-100k-deep", "one-level-too-deep"],
 )
 def test_deeply_nested_json_is_a_400_not_a_recursion_error(
-    client: TestClient, path: str, body: bytes
+    module_client: TestClient, path: str, body: bytes
 ) -> None:
     """Python's JSON parser raises RecursionError (not ValueError) past ~1,000 levels: that
     was a 500 on every proxy route. Between 100 and 1,000 levels the body parsed, and failed
     to encode when forwarded."""
+    client = module_client
     response = client.post(path, content=body, headers={"Content-Type": "application/json"})
     assert_error(response, 400, "nests deeper than", "flatter")
     assert client.get("/api/healthz").status_code == 200  # the worker lives on
@@ -78,10 +81,12 @@ def test_the_depth_limit_is_exact() -> None:
 @pytest.mark.parametrize(
     "number", ["NaN", "Infinity", "-Infinity", "1e309", "-1e400"], ids=lambda n: n
 )
-def test_non_finite_numbers_in_a_proxy_body_are_a_400(client: TestClient, number: str) -> None:
+def test_non_finite_numbers_in_a_proxy_body_are_a_400(
+    module_client: TestClient, number: str
+) -> None:
     """httpx refuses to encode NaN/Infinity (`allow_nan=False`) when forwarding: a 500."""
     body = '{"messages":[{"role":"user","content":"hi"}],"temperature":' + number + "}"
-    response = client.post("/v1/chat/completions", content=body)
+    response = module_client.post("/v1/chat/completions", content=body)
     assert_error(response, 400, "finite number")
 
 
@@ -110,17 +115,19 @@ def create_key(client: TestClient, raw_field: str) -> Any:
 
 @pytest.mark.parametrize("field", ["expires_in_days", "max_streams"])
 @pytest.mark.parametrize("number", BAD_NUMBERS, ids=lambda n: n[:10])
-def test_bad_numbers_in_key_creation_are_a_422(client: TestClient, field: str, number: str) -> None:
+def test_bad_numbers_in_key_creation_are_a_422(
+    module_client: TestClient, field: str, number: str
+) -> None:
     """NaN days crashed `timedelta`, 1e309 and 1e300 overflowed it, a 4,000-digit
     max_streams overflowed SQLite: all 500s before."""
-    assert_error(create_key(client, f'"{field}": {number}'), 422, field)
-    assert client.get("/api/keys").json()["count"] == 0
+    assert_error(create_key(module_client, f'"{field}": {number}'), 422, field)
+    assert module_client.get("/api/keys").json()["count"] == 0
 
 
 @pytest.mark.parametrize("field", ["expires_in_days", "max_streams"])
-def test_a_number_too_long_to_parse_is_a_4xx(client: TestClient, field: str) -> None:
+def test_a_number_too_long_to_parse_is_a_4xx(module_client: TestClient, field: str) -> None:
     """5,000 digits is over Python's int-parsing limit: FastAPI's body parser answers 400."""
-    response = create_key(client, f'"{field}": {"9" * 5000}')
+    response = create_key(module_client, f'"{field}": {"9" * 5000}')
     assert response.status_code == 400, response.text
     assert response.json()["detail"]
 
@@ -131,10 +138,12 @@ def test_a_number_too_long_to_parse_is_a_4xx(client: TestClient, field: str) -> 
     ["0/second", "9" * 30 + "/second", "1/" + "9" * 30 + " second", "1 per 99999 years"],
     ids=["zero", "huge-amount", "huge-window", "years"],
 )
-def test_out_of_range_rate_limits_are_a_422(client: TestClient, field: str, limit: str) -> None:
+def test_out_of_range_rate_limits_are_a_422(
+    module_client: TestClient, field: str, limit: str
+) -> None:
     """Accepted before: 0/second locked the key out, 1 per 10^30 seconds answered
     `Retry-After: 1000000000000000019884624838656`."""
-    assert_error(create_key(client, f'"{field}": "{limit}"'), 422, field, "out of range")
+    assert_error(create_key(module_client, f'"{field}": "{limit}"'), 422, field, "out of range")
 
 
 def test_the_largest_allowed_values_work(client: TestClient) -> None:
@@ -181,13 +190,13 @@ def test_the_key_store_refuses_them_too(services: Services, kwargs: dict[str, An
     ids=["nul", "newline", "long", "pattern-nul", "pattern-escape", "long-pattern", "1001"],
 )
 def test_control_characters_in_download_parameters_are_a_422(
-    client: TestClient, param: str, value: str, words: tuple[str, ...]
+    module_client: TestClient, param: str, value: str, words: tuple[str, ...]
 ) -> None:
     """NUL in a revision or a glob went on to the planner (a 502 from the hub call, or worse
     with a reachable hub); refused at the API boundary without contacting anything."""
     params = {"model_id": "org/a", "auto": "true", param: value}
-    assert_error(client.post("/api/download-model", params=params), 422, *words)
-    assert client.get("/api/downloads").json()["count"] == 0
+    assert_error(module_client.post("/api/download-model", params=params), 422, *words)
+    assert module_client.get("/api/downloads").json()["count"] == 0
 
 
 # -- a database that cannot be written does not break authentication ------------------------
@@ -264,9 +273,9 @@ def test_keystore_touch_is_throttled_after_a_failure(services: Services) -> None
     assert sum(sql.startswith("UPDATE api_keys") for sql in calls) == 1
 
 
-def test_empty_messages_are_a_400(client: TestClient) -> None:
+def test_empty_messages_are_a_400(module_client: TestClient) -> None:
     """Found by tests/api/test_openapi_fuzz.py: `messages: []` went to the engine, which
     dropped the connection (transformers serve answers a bare 500): a 502 for a caller's
     mistake."""
-    response = client.post("/v1/chat/completions", json={"messages": []})
+    response = module_client.post("/v1/chat/completions", json={"messages": []})
     assert_error(response, 400, "'messages' is empty")

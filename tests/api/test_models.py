@@ -1,29 +1,33 @@
-"""The model routes, in process, against a models dir filled from the test hub."""
+"""The model routes, in process, against a models dir filled from the test hub.
+
+Tests that only read, or whose requests are refused, share the module's app
+(`module_app`); those that add, delete or break models have their own."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
+from ..support.apps import App
 from ..support.fs import read_only, tree_snapshot
-from ..support.repos import PutModel
+from ..support.repos import PutModel, model_files
+from ..support.tiny_model import install_in_cache
 from ..test_store import HOSTILE_IDS
 
 
-def test_root_lists_endpoints_including_delete(anon_client: TestClient) -> None:
-    body = anon_client.get("/").json()
+def test_root_lists_endpoints_including_delete(module_app: App) -> None:
+    body = module_app.anon_client.get("/").json()
     assert body["name"] == "TalkTuah" and body["version"]
     assert body["endpoints"]["delete_model"] == "/api/delete-model"
 
 
-def test_healthz_without_an_engine_is_degraded(anon_client: TestClient) -> None:
+def test_healthz_without_an_engine_is_degraded(module_app: App) -> None:
     """No model active: the database and disk are fine, but nothing can answer chats."""
-    body = anon_client.get("/api/healthz").json()
+    body = module_app.anon_client.get("/api/healthz").json()
     assert body["status"] == "degraded"
     assert body["details"]["database"] == "ok" and body["details"]["models_dir"] == "ok"
     assert body["details"]["engine"].startswith("transformers: stopped")
@@ -37,9 +41,9 @@ def test_healthz_degraded_without_models_dir(anon_client: TestClient, services: 
     assert str(services.store.models_dir) not in json.dumps(body), "public: no paths"
 
 
-def test_metrics_are_prometheus_text(anon_client: TestClient) -> None:
-    anon_client.get("/")
-    text = anon_client.get("/metrics").text
+def test_metrics_are_prometheus_text(module_app: App) -> None:
+    module_app.anon_client.get("/")
+    text = module_app.anon_client.get("/metrics").text
     assert "talktuah_build_info" in text
     assert 'talktuah_http_requests_total{method="GET",route="/",status="200"}' in text
 
@@ -64,8 +68,8 @@ def test_model_status_and_local_list(
     assert model["revisions"][0]["refs"] == ["main"]
 
 
-def test_manual_download_instructions(client: TestClient) -> None:
-    response = client.post("/api/download-model", params={"model_id": "org/name"})
+def test_manual_download_instructions(module_client: TestClient) -> None:
+    response = module_client.post("/api/download-model", params={"model_id": "org/name"})
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "manual" and body["model_id"] == "org/name"
@@ -110,21 +114,25 @@ def test_delete_in_read_only_models_dir_is_403(
     ]
 
 
+@pytest.fixture(scope="module")
+def safe_app(module_app: App) -> App:
+    """The module's app with `org/safe` downloaded: what a hostile id must not reach."""
+    install_in_cache(module_app.services.store.models_dir, "org/safe", model_files())
+    return module_app
+
+
 @pytest.mark.parametrize("model_id", HOSTILE_IDS)
-def test_hostile_ids_get_422_and_touch_nothing(
-    client: TestClient, put_model: PutModel, tmp_path: Path, model_id: str
-) -> None:
-    put_model("org/safe")
-    before = tree_snapshot(tmp_path)
+def test_hostile_ids_get_422_and_touch_nothing(safe_app: App, model_id: str) -> None:
+    before = tree_snapshot(safe_app.root)
     for method, path in [("DELETE", "/api/delete-model"), ("POST", "/api/download-model")]:
         params = {"model_id": model_id, "force": "true", "auto": "false"}
-        response = client.request(method, path, params=params)
+        response = safe_app.client.request(method, path, params=params)
         assert response.status_code == 422, (method, model_id, response.text)
         assert isinstance(response.json()["detail"], str)
-    assert tree_snapshot(tmp_path) == before
+    assert tree_snapshot(safe_app.root) == before
 
 
-def test_missing_parameter_is_a_readable_422(client: TestClient) -> None:
-    response = client.delete("/api/delete-model")
+def test_missing_parameter_is_a_readable_422(module_client: TestClient) -> None:
+    response = module_client.delete("/api/delete-model")
     assert response.status_code == 422
     assert response.json()["detail"] == "Invalid request: model_id: Field required."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from .constants import API_KEY
+from .env import isolate_env
 from .eventually import eventually
 from .tiny_model import install_in_cache
 
@@ -49,6 +51,22 @@ def start_client(home: Path, **overrides: Any) -> TestClient:
     return TestClient(
         create_app(services), headers={"Authorization": f"Bearer {API_KEY}"}
     ).__enter__()
+
+
+@contextmanager
+def shared_client(root: Path, **overrides: Any) -> Iterator[TestClient]:
+    """`start_client` for a module-scoped fixture: one app and engine for the module's tests
+    instead of one per test (issue 20: starting them is most of such a test's time). Its
+    environment is isolated as each test's is, and the stand-in engine records what it
+    receives in `root/engine-events.txt` (the module's `engine_events`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        isolate_env(patch, root)
+        patch.setenv("FAKE_ENGINE_EVENTS", str(root / "engine-events.txt"))
+        client = start_client(root / "home", **overrides)
+        try:
+            yield client
+        finally:
+            client.__exit__(None, None, None)
 
 
 @pytest.fixture
