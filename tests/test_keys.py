@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from talktuah.errors import InvalidKeyRequestError, KeyNotFoundError
 from talktuah.keys import ENV_KEY_ID, KeyStore, Scope
 from talktuah.services import Services
 
+from .support.clock import FakeClock
 from .support.constants import API_KEY
 
 
@@ -39,13 +38,16 @@ def test_environment_key_is_admin(keys: KeyStore) -> None:
 
 
 def test_revoked_and_expired_keys_stop_working(keys: KeyStore) -> None:
+    clock = FakeClock()
+    keys.clock = clock.utc
     revoked = keys.create("old", ["infer"])
     expiring = keys.create("temp", ["infer"], expires_in_days=0.5 / 86400)
     assert revoked.plaintext and expiring.plaintext
     assert keys.authenticate(revoked.plaintext) is not None
     assert keys.revoke(revoked.id).status == "revoked"
     assert keys.authenticate(revoked.plaintext) is None
-    time.sleep(0.6)
+    assert keys.get(expiring.id).status == "active"
+    clock.advance(0.6)
     assert keys.get(expiring.id).status == "expired"
     assert keys.authenticate(expiring.plaintext) is None
     assert keys.authenticate("tt_not-a-key") is None

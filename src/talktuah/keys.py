@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -60,6 +61,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: What a key store reads the time from (tests give one they advance).
+Clock = Callable[[], datetime]
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a stored key, or the environment's admin key."""
@@ -89,12 +94,13 @@ class StoredKey:
     proxy_rate_limit: str | None = None
     max_streams: int | None = None
     plaintext: str | None = field(default=None, repr=False)  # only right after creation
+    clock: Clock = field(default=_now, repr=False, compare=False)  # its store's
 
     @property
     def status(self) -> str:
         if self.revoked_at:
             return "revoked"
-        if self.expires_at and datetime.fromisoformat(self.expires_at) <= _now():
+        if self.expires_at and datetime.fromisoformat(self.expires_at) <= self.clock():
             return "expired"
         return "active"
 
@@ -130,16 +136,17 @@ def _check_limit(label: str, value: str) -> None:
             )
 
 
-def _from_row(row: sqlite3.Row) -> StoredKey:
+def _from_row(row: sqlite3.Row, clock: Clock) -> StoredKey:
     data = {k: row[k] for k in row.keys() if k != "key_hash"}
     data["scopes"] = json.loads(data["scopes"])
-    return StoredKey(**data)
+    return StoredKey(**data, clock=clock)
 
 
 class KeyStore:
-    def __init__(self, state: StateDB, env_key: ApiKey) -> None:
+    def __init__(self, state: StateDB, env_key: ApiKey, *, clock: Clock = _now) -> None:
         self.state = state
         self.env_key = env_key
+        self.clock = clock  # creation, expiry and revocation times
         self._touched: dict[str, float] = {}
         self._warned_at = -_WARN_EVERY
         self._lock = threading.Lock()
@@ -183,14 +190,15 @@ class KeyStore:
             name=name,
             prefix=plaintext[:10],
             scopes=sorted(set(scopes)),
-            created_at=_now().isoformat(),
-            expires_at=(_now() + timedelta(days=expires_in_days)).isoformat()
+            created_at=self.clock().isoformat(),
+            expires_at=(self.clock() + timedelta(days=expires_in_days)).isoformat()
             if expires_in_days is not None
             else None,
             rate_limit=rate_limit,
             proxy_rate_limit=proxy_rate_limit,
             max_streams=max_streams,
             plaintext=plaintext,
+            clock=self.clock,
         )
         self.state.execute(
             "INSERT INTO api_keys (id, name, prefix, key_hash, scopes, created_at, expires_at, "
@@ -204,7 +212,7 @@ class KeyStore:
 
     def list(self) -> list[StoredKey]:
         rows = self.state.query("SELECT * FROM api_keys ORDER BY created_at, rowid")
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.clock) for r in rows]
 
     def get(self, key_id: str) -> StoredKey:
         rows = self.state.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
@@ -212,13 +220,14 @@ class KeyStore:
             raise KeyNotFoundError(
                 f"No API key {key_id!r}. GET /api/keys lists them.", key_id=key_id
             )
-        return _from_row(rows[0])
+        return _from_row(rows[0], self.clock)
 
     def revoke(self, key_id: str) -> StoredKey:
         key = self.get(key_id)
         if key.revoked_at is None:
             self.state.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_now().isoformat(), key_id)
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ?",
+                (self.clock().isoformat(), key_id),
             )
         return self.get(key_id)
 
@@ -229,7 +238,7 @@ class KeyStore:
         rows = self.state.query("SELECT * FROM api_keys WHERE key_hash = ?", (hash_key(presented),))
         if not rows:
             return None
-        key = _from_row(rows[0])
+        key = _from_row(rows[0], self.clock)
         if key.status != "active":
             return None
         self._touch(key.id)
@@ -256,7 +265,8 @@ class KeyStore:
             self._touched[key_id] = now
         try:
             self.state.execute(
-                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_now().isoformat(), key_id)
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
+                (self.clock().isoformat(), key_id),
             )
         except sqlite3.Error as exc:
             with self._lock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +13,7 @@ from talktuah.api.scopes import ROUTE_SCOPES
 from talktuah.keys import Scope
 from talktuah.services import Services
 
+from ..support.clock import FakeClock
 from ..support.constants import API_KEY
 
 
@@ -82,11 +82,13 @@ def test_keys_api_lists_and_revokes(client: TestClient) -> None:
     assert bad.status_code == 422 and "choose from" in bad.json()["detail"]
 
 
-def test_expired_key_is_401(client: TestClient) -> None:
+def test_expired_key_is_401(client: TestClient, services: Services) -> None:
+    clock = FakeClock()
+    services.keys.clock = clock.utc
     key = key_with(client, "models:read", expires_in_days=0.5 / 86400)
     headers = {"Authorization": f"Bearer {key}"}
     assert client.get("/api/model-status", headers=headers).status_code == 200
-    time.sleep(0.6)
+    clock.advance(0.6)
     assert client.get("/api/model-status", headers=headers).status_code == 401
 
 
