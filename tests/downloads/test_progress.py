@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from talktuah.downloads.jobs import DownloadJob, JobStatus
 from talktuah.downloads.progress import DownloadCancelled, DownloadInterrupted, JobProgress
 
+from ..support.clock import FakeClock
 
-def make(interval: float = 60.0) -> tuple[DownloadJob, JobProgress, list[int], threading.Event]:
+
+def make(
+    interval: float = 60.0, clock: FakeClock | None = None
+) -> tuple[DownloadJob, JobProgress, list[int], threading.Event]:
     job = DownloadJob(
         id="j", model_id="o/m", revision="main", status=JobStatus.DOWNLOADING,
         created_at="", updated_at="", bytes_total=1_000_000,
@@ -20,7 +23,7 @@ def make(interval: float = 60.0) -> tuple[DownloadJob, JobProgress, list[int], t
     cancel = threading.Event()
     progress = JobProgress(
         job, lambda j: saved.append(j.bytes_done), interval=interval,
-        cancel=cancel, shutdown=threading.Event(),
+        cancel=cancel, shutdown=threading.Event(), clock=clock or FakeClock(),
     )  # fmt: skip
     return job, progress, saved, cancel
 
@@ -53,14 +56,18 @@ def test_a_restarted_file_does_not_move_progress_backwards() -> None:
 
 
 def test_speed_and_eta_come_from_received_bytes() -> None:
-    job, progress, _, _ = make()
+    clock = FakeClock()
+    job, progress, _, _ = make(clock=clock)
     progress.start(0)
     bar = progress.bar_class()(total=1_000_000)
     bar.update(1)
-    time.sleep(0.25)
-    bar.update(100_000)
-    assert job.speed_bps is not None and 100_000 < job.speed_bps < 500_000
-    assert job.eta_seconds is not None and job.eta_seconds > 1
+    clock.advance(0.1)
+    bar.update(1)
+    assert job.speed_bps is None, "no speed from less than 0.2 s of samples"
+    clock.advance(0.15)
+    bar.update(99_999)
+    assert job.speed_bps == pytest.approx(100_001 / 0.25)  # every byte since start()
+    assert job.eta_seconds == pytest.approx((1_000_000 - 100_001) / job.speed_bps)
 
 
 def test_cancel_raises_from_the_hook() -> None:

@@ -58,8 +58,10 @@ class JobProgress:
         cancel: threading.Event,
         shutdown: threading.Event,
         on_bytes: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job = job
+        self._clock = clock  # the speed's samples and the persistence throttle
         self._persist = persist
         self._interval = interval
         self._window = window
@@ -128,7 +130,7 @@ class JobProgress:
         total = job.bytes_total or 0
         done = min(total, self._settled + self._inflight) if total else 0
         job.bytes_done = max(job.bytes_done, done)
-        now = time.monotonic()
+        now = self._clock()
         self._samples.append((now, self._received))
         while len(self._samples) > 2 and now - self._samples[0][0] > self._window:
             self._samples.popleft()
