@@ -16,6 +16,7 @@ from talktuah.downloads.manager import DownloadRequest
 from talktuah.services import Services
 
 from ..support.downloads import WaitFor, start_download
+from ..support.eventually import eventually
 from ..support.fs import small_filesystem
 from ..support.hub import DEFAULT_TOKEN, Hub, make_files
 
@@ -45,13 +46,16 @@ def test_multi_file_download_is_byte_identical_with_monotonic_progress(
     assert job["bytes_total"] == sum(len(b) for b in files.values())
     assert job["files_total"] == len(files)
 
-    polls: list[dict[str, Any]] = []
-    while True:
+    polls: list[dict[str, Any]] = []  # every answer on the way, for the checks below
+
+    def poll() -> dict[str, Any]:
         polls.append(client.get("/api/download-progress", params={"job_id": job["job_id"]}).json())
-        if polls[-1]["status"] not in ("queued", "downloading"):
-            break
-        time.sleep(0.03)
-    final = polls[-1]
+        return polls[-1]
+
+    final = eventually(
+        poll, lambda p: p["status"] not in ("queued", "downloading"), interval=0.03,
+        what="the download ending",
+    )  # fmt: skip
     assert final["status"] == "complete" and final["progress"] == 100
     assert final["bytes_done"] == final["bytes_total"] == job["bytes_total"]
     assert final["files_done"] == len(files)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from talktuah.config import Settings
@@ -12,17 +11,15 @@ from talktuah.security import ApiKey
 from talktuah.services import Services
 
 from ..support.constants import API_KEY
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 
 
 def wait(services: Services, job_id: str, done: Callable[[DownloadJob], bool]) -> DownloadJob:
-    deadline = time.monotonic() + 30
-    while True:
-        job = services.downloads.get(job_id)
-        if done(job):
-            return job
-        assert time.monotonic() < deadline, f"job never reached the state: {job.to_api()}"
-        time.sleep(0.02)
+    return eventually(
+        lambda: services.downloads.get(job_id), done, timeout=30, interval=0.02,
+        what=f"job {job_id} reaching the state",
+    )  # fmt: skip
 
 
 def test_a_stopped_download_resumes_on_the_next_start(settings: Settings, hub: Hub) -> None:

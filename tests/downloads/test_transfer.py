@@ -34,6 +34,7 @@ from talktuah.downloads.transfer import (
 )
 from talktuah.errors import IntegrityError
 
+from ..support.eventually import eventually
 from ..support.hub import Hub
 
 REPO = "org/big"
@@ -239,17 +240,20 @@ def test_a_second_process_waits_for_the_writer_and_takes_over_its_partial_after_
     )  # fmt: skip
     try:
         partial, _meta, lock = partial_paths(tmp_path / "models--org--big" / "blobs", t.etag)
-        deadline = time.monotonic() + 20
-        while not (partial.exists() and partial.stat().st_size > 300_000):
-            assert time.monotonic() < deadline and other.poll() is None, "the writer never wrote"
-            time.sleep(0.02)
+
+        def written() -> int:
+            assert other.poll() is None, "the writer exited"
+            return partial.stat().st_size
+
+        eventually(written, lambda size: size > 300_000, interval=0.02,
+                   ignoring=(FileNotFoundError,), what="the writer writing")  # fmt: skip
         assert not WriterLock(lock).try_acquire(), "the other process holds the lock"
         results: list[Path] = []
         ours = threading.Thread(
             target=lambda: results.append(transfer(hub, tmp_path, Recorder(SIZE)).run())
         )
         ours.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # a while in which a transfer beside the writer would have ended
         assert not results, "ours must wait for the writer, not write beside it"
         other.kill()
         other.wait(10)

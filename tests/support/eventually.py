@@ -16,15 +16,27 @@ def eventually(
     *,
     timeout: float = 20,
     interval: float = 0.05,
-    what: str = "the condition",
+    what: str | Callable[[], str] = "the condition",
+    ignoring: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call `probe` until `until(value)` holds and return that value; after `timeout` seconds
-    fail with the last value seen, so the assertion says where it got stuck."""
+    fail with the last value seen, so the assertion says where it got stuck.
+
+    An exception of a type in `ignoring` (a server not listening yet) counts as "not yet";
+    any other exception from `probe` or `until` ends the wait at once (an `assert` in the
+    probe that the process still runs fails fast). `what` names the condition in the
+    failure, or is called then to say more (a log's tail)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = probe()
-        if until(value):
-            return value
+        try:
+            value = probe()
+        except ignoring as exc:
+            last: object = exc
+        else:
+            if until(value):
+                return value
+            last = value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s; last: {value!r}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said} did not hold within {timeout} s; last: {last!r}")
         time.sleep(interval)

@@ -13,12 +13,13 @@ import os
 import ssl
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "redirect", "huge", "drip_headers", "drip_body"]
+from .eventually import eventually
+
+Behaviour = Literal["ok", "unavailable", "redirect", "huge", "drip_headers", "drip_body"]
 
 GIGABYTE = 1024**3
 _BLOCK = b"x" * 65536
@@ -80,6 +81,10 @@ class Receiver:
             handler.send_response(200)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
+        elif self.behaviour == "unavailable":
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
         elif self.behaviour == "redirect":
             handler.send_response(302)
             handler.send_header("Location", self.redirect_to)
@@ -113,10 +118,11 @@ class Receiver:
             self._stopping.wait(1.0)
 
     def wait_posts(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.posts) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.posts
+        """The posts received, once there are `count` of them."""
+        return eventually(
+            lambda: self.posts, lambda posts: len(posts) >= count, timeout=timeout,
+            interval=0.02, what=f"{count} callback posts at the receiver",
+        )  # fmt: skip
 
     def stop(self) -> None:
         self._stopping.set()

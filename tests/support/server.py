@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from .eventually import eventually
 
 
 def free_port() -> int:
@@ -95,30 +96,29 @@ class TalkTuahProcess:
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"talktuah serve exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/api/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"talktuah serve not ready after {timeout}s:\n{self.log()}")
+        proc = self.proc
+        assert proc is not None
+
+        def healthz() -> int:
+            if proc.poll() is not None:
+                raise RuntimeError(f"talktuah serve exited {proc.returncode}:\n{self.log()}")
+            return httpx.get(self.url + "/api/healthz", timeout=1).status_code
+
+        eventually(
+            healthz, lambda status: status == 200, timeout=timeout, interval=0.1,
+            ignoring=(httpx.TransportError,), what=lambda: f"talktuah serve ready\n{self.log()}",
+        )  # fmt: skip
 
     def wait_engine(self, model: str | None = None, timeout: float = 30) -> dict[str, object]:
         """Poll /api/model-loading-status until the engine is ready (serving `model`)."""
-        deadline = time.monotonic() + timeout
         with self.client() as client:
-            while True:
-                status: dict[str, object] = client.get("/api/model-loading-status").json()
-                if status["status"] == "ready" and model in (None, status["serving_model"]):
-                    return status
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"engine not ready: {status}\n{self.log()[-3000:]}")
-                time.sleep(0.1)
+            status: dict[str, object] = eventually(
+                lambda: client.get("/api/model-loading-status").json(),
+                lambda s: s["status"] == "ready" and model in (None, s["serving_model"]),
+                timeout=timeout, interval=0.1,
+                what=lambda: f"the engine ready ({model or 'any model'})\n{self.log()[-3000:]}",
+            )  # fmt: skip
+        return status
 
     def status(self) -> dict[str, Any]:
         """`/api/model-loading-status` now."""
@@ -130,14 +130,10 @@ class TalkTuahProcess:
         self, done: Callable[[dict[str, Any]], bool], timeout: float = 60
     ) -> dict[str, Any]:
         """Poll the engine status until `done(status)`; fail with it and the log tail."""
-        deadline = time.monotonic() + timeout
-        while True:
-            current = self.status()
-            if done(current):
-                return current
-            if time.monotonic() > deadline:
-                raise AssertionError(f"engine never got there: {current}\n{self.log()[-3000:]}")
-            time.sleep(0.1)
+        return eventually(
+            self.status, done, timeout=timeout, interval=0.1,
+            what=lambda: f"the engine's status\n{self.log()[-3000:]}",
+        )  # fmt: skip
 
     def wait_exit(self, timeout: float = 15) -> int:
         assert self.proc is not None
