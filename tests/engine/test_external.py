@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ..support.engine import CHAT, FAKE_ENGINE, MakeClient, wait_status
+from ..support.eventually import eventually
 from ..support.server import free_port
 
 
@@ -24,15 +24,11 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, str(FAKE_ENGINE), "serve", "org/a", "--port", str(port)]
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the upstream never came up"
-        time.sleep(0.1)
+    eventually(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200,
+        interval=0.1, ignoring=(httpx.TransportError,), what="the upstream coming up",
+    )  # fmt: skip
+    return proc
 
 
 @pytest.fixture

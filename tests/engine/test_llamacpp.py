@@ -29,6 +29,7 @@ from talktuah.engine.llamacpp import (
 )
 from talktuah.errors import EngineError
 
+from ..support.eventually import eventually
 from ..support.gguf_shapes import gguf_with_shape
 from ..support.server import free_port
 from ..support.tiny_gguf import tiny_gguf_bytes
@@ -69,16 +70,14 @@ def _serve(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def health() -> int:
         assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"llama.cpp not ready:\n{log.read_text()}")
+        return httpx.get(f"{url}/health", timeout=1).status_code
+
+    eventually(
+        health, lambda status: status == 200, timeout=timeout,
+        ignoring=(httpx.TransportError,), what=lambda: f"llama.cpp ready\n{log.read_text()}",
+    )  # fmt: skip
 
 
 @pytest.fixture

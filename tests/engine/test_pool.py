@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 from talktuah.services import Services
 
 from ..support.engine import CHAT, MODEL_FILES, MakeClient, fail_log, wait_status
+from ..support.eventually import eventually
 from ..support.tiny_model import install_in_cache
 
 
@@ -30,13 +30,6 @@ def ps(client: TestClient) -> dict[str, dict[str, Any]]:
     response = client.get("/api/ps")
     assert response.status_code == 200, response.text
     return {row["model"]: row for row in response.json()["models"]}
-
-
-def until(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.05)
 
 
 def chat(client: TestClient, model: str, **extra: Any) -> Any:
@@ -105,12 +98,12 @@ def test_a_third_model_evicts_the_least_recently_used_idle_one_never_a_streaming
     body = CHAT | {"model": "org/b", "stream": True, "max_tokens": 40}
     with ThreadPoolExecutor(1) as pool:
         streamed = pool.submit(lambda: client.post("/v1/chat/completions", json=body))
-        until(lambda: services.engine.pool.instances["org/b"].traffic.in_flight == 1)
+        eventually(lambda: services.engine.pool.instances["org/b"].traffic.in_flight == 1)
         full = client.post("/v1/chat/completions", json=CHAT | {"model": "org/c"})
         answer = streamed.result(timeout=30)
     assert answer.status_code == 200 and answer.text.rstrip().endswith("data: [DONE]")
     assert full.status_code == 200, full.text  # it queued until org/b finished
-    until(lambda: set(ps(client)) == {"org/a", "org/c"})
+    eventually(lambda: set(ps(client)) == {"org/a", "org/c"})
     assert (
         metric(client, 'talktuah_model_evictions_total{model="org/b",reason="max_loaded_models"}')
         == 1
@@ -131,10 +124,10 @@ def test_keep_alive_zero_and_seconds_unload_idle_models_but_never_the_default(
 ) -> None:
     client, services = ready(make_client, keep_alive="1s")
     assert chat(client, "org/b", keep_alive=0).status_code == 200
-    until(lambda: "org/b" not in ps(client), timeout=5)
+    eventually(lambda: "org/b" not in ps(client), timeout=5)
     started = time.monotonic()
     assert chat(client, "org/b", keep_alive="2s").status_code == 200
-    until(lambda: "org/b" not in ps(client), timeout=10)
+    eventually(lambda: "org/b" not in ps(client), timeout=10)
     assert 1.5 < time.monotonic() - started < 6
     assert ps(client)["org/a"]["state"] == "ready", "the default is pinned"
     assert metric(client, 'talktuah_model_evictions_total{model="org/b",reason="idle"}') == 2
@@ -152,12 +145,12 @@ def test_load_unload_and_ps_routes(make_client: MakeClient) -> None:
     client, _ = ready(make_client)
     loading = client.post("/api/load-model", params={"model_id": "org/b", "keep_alive": "-1"})
     assert loading.status_code == 202, loading.text
-    until(lambda: ps(client).get("org/b", {}).get("state") == "ready")
+    eventually(lambda: ps(client).get("org/b", {}).get("state") == "ready")
     assert ps(client)["org/b"]["expires_at"] is None, "keep_alive=-1: forever"
     again = client.post("/api/load-model", params={"model_id": "org/b"})
     assert again.status_code == 200 and again.json()["status"] == "ready"
     assert client.post("/api/unload-model", params={"model_id": "org/b"}).status_code == 200
-    until(lambda: "org/b" not in ps(client))
+    eventually(lambda: "org/b" not in ps(client))
     assert client.post("/api/unload-model", params={"model_id": "org/b"}).status_code == 404
     assert client.post("/api/load-model", params={"model_id": "org/zz"}).status_code == 404
 
@@ -170,12 +163,12 @@ def test_a_killed_instance_restarts_while_the_other_serves(
     monkeypatch.setenv("FAKE_ENGINE_FAIL_ONLY", "org/b")
     monkeypatch.setenv("FAKE_ENGINE_FAIL", "the GPU fell off the bus")
     os.kill(pid_of(services, "org/b") or 0, signal.SIGKILL)
-    until(lambda: ps(client)["org/b"]["state"] == "restarting")
+    eventually(lambda: ps(client)["org/b"]["state"] == "restarting")
     assert chat(client, "org/a").status_code == 200, "the other model keeps serving"
     monkeypatch.delenv("FAKE_ENGINE_FAIL")
     loaded = client.post("/api/load-model", params={"model_id": "org/b"})
     assert loaded.status_code == 202, "a load during the backoff is accepted"
-    until(lambda: ps(client)["org/b"]["state"] == "ready")
+    eventually(lambda: ps(client)["org/b"]["state"] == "ready")
     assert chat(client, "org/b").status_code == 200
 
 
@@ -203,4 +196,4 @@ def test_a_switch_to_a_model_loaded_on_demand_is_immediate(make_client: MakeClie
     status = client.get("/api/model-loading-status").json()
     assert status["current_model"] == status["serving_model"] == "org/b"
     assert pid_of(services, "org/b") == b_pid
-    until(lambda: "org/a" not in ps(client))  # the old default stops, as switches always did
+    eventually(lambda: "org/a" not in ps(client))  # the old default stops, as switches always did

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from talktuah.services import Services
 
 from ..support.engine import CHAT, MakeClient, fail_log, switch_and_wait, wait_status
+from ..support.eventually import eventually
 
 
 def test_startup_loads_the_active_model(
@@ -131,10 +132,12 @@ def test_a_switch_lets_a_stream_in_flight_finish(
     body = CHAT | {"stream": True, "max_tokens": 30}  # the stand-in: 50 ms per token
     with ThreadPoolExecutor(1) as pool:
         streamed = pool.submit(lambda: client.post("/v1/chat/completions", json=body))
-        deadline = time.monotonic() + 10
-        while services.engine.traffic.idle:
-            assert time.monotonic() < deadline and not streamed.done(), "the stream never began"
-            time.sleep(0.01)
+
+        def began() -> bool:
+            assert not streamed.done(), "the stream ended before it began"
+            return not services.engine.traffic.idle
+
+        eventually(began, timeout=10, interval=0.01, what="the stream beginning")
         switched = client.post("/api/switch-model", params={"model_id": "org/b"})
         assert switched.status_code == 202
         answer = streamed.result(timeout=30)
@@ -209,10 +212,9 @@ def test_engine_quirks_are_smoothed(make_client: MakeClient) -> None:
 def wait_gone(process: int | None, timeout: float = 20) -> None:
     """Wait until `process` has exited: a switch stops the old default after the new one
     serves, no longer before it loads."""
-    deadline = time.monotonic() + timeout
-    while process is not None and Path(f"/proc/{process}").exists():
-        assert time.monotonic() < deadline, f"engine {process} still runs"
-        time.sleep(0.05)
+    if process is not None:
+        eventually(lambda: not Path(f"/proc/{process}").exists(), timeout=timeout,
+                   what=f"engine {process} exiting")  # fmt: skip
 
 
 def pid(services: Services) -> int | None:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from talktuah.config import Settings
 from talktuah.engine.env import engine_env as vllm_env
 from talktuah.engine.vllm import VllmDriver, vllm_command
 from talktuah.errors import EngineError
+
+from ..support.eventually import eventually
 
 MODEL = "org/m"
 
@@ -99,15 +100,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-def wait_until(check: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def healthy(url: str) -> bool:
@@ -261,7 +253,7 @@ def test_start_serves_and_stop_leaves_no_process(
     assert pid is not None
     reaper.append(pid)
 
-    assert wait_until(lambda: healthy(driver.health_url)), driver.log_tail()
+    eventually(lambda: healthy(driver.health_url), timeout=10, what=driver.log_tail)
     models = httpx.get(f"{driver.base_url}/v1/models").json()
     assert [m["id"] for m in models["data"]] == [driver.served_name(MODEL)]
     record = json.loads((fake_vllm.parent / "vllm-record.json").read_text())
@@ -276,7 +268,7 @@ def test_start_serves_and_stop_leaves_no_process(
     driver.stop()
     assert not driver.running()
     assert not alive(pid)
-    assert wait_until(lambda: not alive(record["child"]), 5), "a child of the engine survived"
+    eventually(lambda: not alive(record["child"]), timeout=5, what="the engine's child exiting")
     assert not (settings.engine_dir / "engine.pid").exists()
     driver.stop()  # idempotent
 
@@ -312,7 +304,7 @@ def test_an_engine_left_by_a_killed_talktuah_is_cleaned_up(
         assert talktuah.stdout is not None
         pid, port = (int(part) for part in talktuah.stdout.readline().split())
         reaper.append(pid)
-        assert wait_until(lambda: healthy(f"http://127.0.0.1:{port}/health"))
+        eventually(lambda: healthy(f"http://127.0.0.1:{port}/health"), timeout=10)
     finally:
         talktuah.kill()  # SIGKILL: no chance to stop its engine
         talktuah.wait()
@@ -322,6 +314,6 @@ def test_an_engine_left_by_a_killed_talktuah_is_cleaned_up(
     VllmDriver(make_settings(home), executable=str(fake_vllm)).cleanup_orphans()
 
     # cleanup_orphans returns once the group is gone (or SIGKILLed after the stop timeout)
-    assert wait_until(lambda: not alive(pid), 1), "the orphaned engine was not stopped"
-    assert wait_until(lambda: not alive(record["child"]), 1), "its child survived"
+    eventually(lambda: not alive(pid), timeout=1, what="the orphaned engine stopping")
+    eventually(lambda: not alive(record["child"]), timeout=1, what="its child exiting")
     assert not (home / "engine" / "engine.pid").exists()
