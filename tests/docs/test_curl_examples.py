@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from ..support.eventually import eventually
 from ..support.gguf_shapes import gguf_with_shape
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
@@ -60,9 +60,8 @@ class Webhook:
     received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def wait(self, count: int, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: len(self.received) >= count, timeout=timeout,
+                   what=f"{count} callback POSTs at the webhook")  # fmt: skip
 
 
 @pytest.fixture
@@ -126,16 +125,16 @@ def start_server(home: Path, hub: Hub) -> TalkTuahProcess:
 
 def settle(server: TalkTuahProcess, timeout: float = 20) -> None:
     """Wait, as a reader would, until no download runs and no model loads."""
-    deadline = time.monotonic() + timeout
     with server.client() as client:
-        while time.monotonic() < deadline:
+
+        def settled() -> bool:
             jobs = client.get("/api/downloads").json()["downloads"]
             engine = client.get("/api/model-loading-status").json()
             live = [j for j in jobs if j["status"] in ("queued", "downloading")]
-            if not live and engine["engine_state"] != "loading":
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"the server did not settle in {timeout}s:\n{server.log()[-3000:]}")
+            return not live and engine["engine_state"] != "loading"
+
+        eventually(settled, timeout=timeout,
+                   what=lambda: f"the server settling\n{server.log()[-3000:]}")  # fmt: skip
 
 
 def shell_env(variables: dict[str, str]) -> dict[str, str]:

@@ -18,6 +18,8 @@ import termios
 import threading
 import time
 
+from ..support.eventually import eventually
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
@@ -64,18 +66,23 @@ class Terminal:
 
     def expect(self, needle: str, timeout: float = 30, after: int = 0) -> int:
         """Wait until `needle` appears after offset `after`; return the offset past it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            shown = self.text()
-            at = shown.find(needle, after)
-            if at >= 0:
-                return at + len(needle)
-            if time.monotonic() > deadline or (self.proc.poll() is not None and at < 0):
-                time.sleep(0.2)  # the last output of an exited process
-                if needle in self.text()[after:]:
-                    return self.text().find(needle, after) + len(needle)
-                raise AssertionError(f"{needle!r} never shown; the screen:\n{self.text()}")
-            time.sleep(0.05)
+        exited: list[float] = []  # when the process was first seen gone
+
+        def find() -> int:
+            at = self.text().find(needle, after)
+            if at < 0 and self.proc.poll() is not None:
+                exited[:] = exited or [time.monotonic()]
+                # An exited process's last output may still be on its way, for 0.2 s.
+                assert time.monotonic() - exited[0] < 0.2, (
+                    f"{needle!r} never shown before the process exited; the screen:\n{self.text()}"
+                )
+            return at
+
+        at = eventually(
+            find, lambda at: at >= 0, timeout=timeout,
+            what=lambda: f"{needle!r} shown; the screen:\n{self.text()}",
+        )  # fmt: skip
+        return at + len(needle)
 
     def press(self, keys: str) -> None:
         os.write(self._master, keys.encode())

@@ -8,7 +8,6 @@ records when its client went away.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
+from ..support.eventually import eventually
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
 
@@ -63,10 +63,8 @@ def test_a_client_that_leaves_closes_the_upstream_stream(
         lines = response.iter_lines()
         first = [next(lines) for _ in range(4)]
     assert first[0].startswith("event: ") and first[1].startswith("data: ")
-    started = time.monotonic()
-    while "client went away" not in read(events):
-        assert time.monotonic() - started < 10, "the engine kept streaming to nobody"
-        time.sleep(0.1)
+    eventually(lambda: "client went away" in read(events), timeout=10, interval=0.1,
+               what="the engine stopping (it kept streaming to nobody)")  # fmt: skip
     assert "stream finished" not in read(events)
 
 
@@ -88,13 +86,12 @@ def test_the_stream_cap_counts_agent_streams(server: tuple[TalkTuahProcess, Path
         assert second.status_code == 429 and second.headers["Retry-After"] == "1"
         assert "cap is 1" in second.json()["error"]["message"]
     # Its slot comes back once the client has left (the engine notices on its next write).
-    deadline = time.monotonic() + 10
-    while True:
-        again = httpx.post(
+    again = eventually(
+        lambda: httpx.post(
             f"{proc.url}/v1/messages", json=body | {"max_tokens": 2}, headers=headers, timeout=30
-        )
-        if again.status_code != 429 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        ),
+        lambda answer: answer.status_code != 429, timeout=10, interval=0.1,
+        what="the stream slot coming back",
+    )  # fmt: skip
     assert again.status_code == 200, again.text
     assert again.text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')

@@ -13,8 +13,7 @@ One server for the module; the tests run in order and the last switches the mode
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import openai
 import pytest
 
 from ..support.constants import API_KEY
+from ..support.eventually import eventually
 from ..support.server import TalkTuahProcess
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files
@@ -41,26 +41,12 @@ ENV = {
 }
 
 
-def wait_status(
-    proc: TalkTuahProcess, done: Callable[[dict[str, Any]], bool], timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        with proc.client() as client:
-            current: dict[str, Any] = client.get("/api/model-loading-status").json()
-        if done(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"engine never got there: {current}\n{proc.log()[-3000:]}")
-        time.sleep(0.1)
-
-
 def switch_and_wait(proc: TalkTuahProcess, model_id: str) -> dict[str, Any]:
     with proc.client() as client:
         answer = client.post("/api/switch-model", params={"model_id": model_id})
     assert answer.status_code in (200, 202), answer.text
-    return wait_status(
-        proc, lambda s: s["engine_state"] == "ready" and s["serving_model"] == model_id, 90
+    return proc.wait_status(
+        lambda s: s["engine_state"] == "ready" and s["serving_model"] == model_id, 90
     )
 
 
@@ -78,7 +64,7 @@ def server(home: Path) -> Iterator[TalkTuahProcess]:
     proc = TalkTuahProcess(home, api_key=API_KEY, env=ENV)
     proc.start()
     try:
-        wait_status(proc, lambda s: s["engine_state"] == "ready", 60)
+        proc.wait_status(lambda s: s["engine_state"] == "ready", 60)
         yield proc
     finally:
         proc.stop()
@@ -119,10 +105,8 @@ def tokens(server: TalkTuahProcess) -> tuple[float, float]:
 def wait_tokens(server: TalkTuahProcess, expected: tuple[float, float]) -> None:
     """Counted when the stream's last event passes, which may be just after the client
     has read it."""
-    deadline = time.monotonic() + 5
-    while tokens(server) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert tokens(server) == expected
+    eventually(lambda: tokens(server), lambda counted: counted == expected, timeout=5,
+               what=f"the tokens counted {expected}")  # fmt: skip
 
 
 def claude(server: TalkTuahProcess, key: str, retries: int = 0) -> anthropic.Anthropic:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
@@ -79,10 +79,10 @@ def test_detach_downloads_and_cancel(server: TalkTuahProcess, hub: Hub) -> None:
     cancelled = cli(server.url, "downloads", "--cancel", job_id)
     assert cancelled.returncode == 0 and job_id in cancelled.stderr
     with server.client() as client:
-        deadline = time.monotonic() + 10
-        while client.get(f"/api/downloads/{job_id}").json()["status"] != "cancelled":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        eventually(
+            lambda: client.get(f"/api/downloads/{job_id}").json()["status"],
+            lambda status: status == "cancelled", timeout=10, interval=0.1,
+        )  # fmt: skip
 
 
 def test_ctrl_c_asks_whether_to_cancel(server: TalkTuahProcess, hub: Hub) -> None:
@@ -95,11 +95,12 @@ def test_ctrl_c_asks_whether_to_cancel(server: TalkTuahProcess, hub: Hub) -> Non
     )  # fmt: skip
     try:
         with server.client() as client:
-            deadline = time.monotonic() + 20
-            while client.get("/api/download-progress").json().get("bytes_done", 0) < 50_000:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-            job_id = client.get("/api/download-progress").json()["job_id"]
+            job_id = eventually(
+                lambda: client.get("/api/download-progress").json(),
+                lambda latest: latest.get("bytes_done", 0) >= 50_000,
+                interval=0.1,
+                what="50 kB of the pull downloaded",
+            )["job_id"]
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate("y\n", timeout=30)
     finally:
@@ -107,10 +108,10 @@ def test_ctrl_c_asks_whether_to_cancel(server: TalkTuahProcess, hub: Hub) -> Non
     assert "Cancel the download of org/interrupted on the server?" in out
     assert f"Cancelled job {job_id}" in err and proc.returncode == 130
     with server.client() as client:  # the worker stops within a chunk or two
-        deadline = time.monotonic() + 10
-        while client.get(f"/api/downloads/{job_id}").json()["status"] != "cancelled":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        eventually(
+            lambda: client.get(f"/api/downloads/{job_id}").json()["status"],
+            lambda status: status == "cancelled", timeout=10, interval=0.1,
+        )  # fmt: skip
 
 
 def test_use_ps_chat_and_rm(server: TalkTuahProcess, home: Path) -> None:

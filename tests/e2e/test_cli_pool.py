@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from ..support.constants import API_KEY
+from ..support.eventually import eventually
 from ..support.server import TalkTuahProcess
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache
@@ -77,10 +77,7 @@ def test_unload_stops_it_and_says_so_when_it_is_not_loaded(server: TalkTuahProce
     done = cli(server.url, "unload", B)
     assert done.returncode == 0, done.stderr
     assert f"Unloading {B}" in done.stderr
-    deadline = time.monotonic() + 15
-    while B in loaded(server):
-        assert time.monotonic() < deadline, "B never unloaded"
-        time.sleep(0.1)
+    eventually(lambda: B not in loaded(server), timeout=15, interval=0.1, what=f"{B} unloaded")
     again = cli(server.url, "unload", B)
     assert again.returncode == 1
     assert (

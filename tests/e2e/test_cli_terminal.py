@@ -16,6 +16,7 @@ from talktuah.sizes import format_bytes
 
 from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess, free_port
 from ..support.tiny_model import install_in_cache
@@ -69,10 +70,11 @@ def test_pull_reattaches_after_the_server_is_killed_and_restarted(
     )
     try:
         with downloads_server.client() as client:
-            deadline = time.monotonic() + 30
-            while (progress := client.get("/api/download-progress").json())["bytes_done"] < 60_000:
-                assert time.monotonic() < deadline, progress
-                time.sleep(0.1)
+            progress = eventually(
+                lambda: client.get("/api/download-progress").json(),
+                lambda latest: latest["bytes_done"] >= 60_000, timeout=30, interval=0.1,
+                what="60 kB of the pull downloaded",
+            )  # fmt: skip
         job_id = progress["job_id"]
         downloads_server.kill9()
         term.expect(f"(job {job_id}) continues on the server")
@@ -99,10 +101,11 @@ def test_pull_gives_up_after_its_bound_and_says_how_to_reattach(
     try:
         term.expect("org/slow")
         with downloads_server.client() as client:
-            deadline = time.monotonic() + 30
-            while client.get("/api/download-progress").json()["bytes_done"] < 20_000:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            eventually(
+                lambda: client.get("/api/download-progress").json(),
+                lambda latest: latest["bytes_done"] >= 20_000, timeout=30, interval=0.1,
+                what="20 kB of the pull downloaded",
+            )  # fmt: skip
         downloads_server.kill9()
         assert term.wait(30) == 1
     finally:

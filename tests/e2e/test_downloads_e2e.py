@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from ..support.constants import API_KEY, FAST_DOWNLOADS
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess, free_port
 
@@ -51,15 +52,8 @@ def wait_for(
     check: Callable[[], Any], *, timeout: float, what: str, proc: TalkTuahProcess | None = None
 ) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` and the log tail."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.05)
-    tail = log_tail(proc) if proc is not None else ""
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last={last!r}{tail}")
+    tail = (lambda: log_tail(proc)) if proc is not None else str
+    return eventually(check, timeout=timeout, what=lambda: f"{what}{tail()}")
 
 
 def api(proc: TalkTuahProcess, timeout: float = 10) -> httpx.Client:
@@ -91,14 +85,10 @@ def wait_job(
     what: str = "the job to end",
 ) -> Json:
     """Poll one job until `until(job)` holds; the failure shows its last state and the log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = job(client, job_id)
-        if until(current):
-            return current
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}: {current}{log_tail(proc)}")
-        time.sleep(0.05)
+    return eventually(
+        lambda: job(client, job_id), until, timeout=timeout,
+        what=lambda: f"{what}{log_tail(proc)}",
+    )  # fmt: skip
 
 
 def repo_dir(home: Path, model_id: str) -> Path:

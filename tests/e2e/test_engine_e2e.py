@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from ..support.constants import API_KEY
+from ..support.eventually import eventually
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess, engine_record
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files
@@ -76,18 +77,22 @@ def engine_pid(home: Path, model_id: str = "org/tiny-a") -> int:
     return int(engine_record(home, model_id)["pid"])
 
 
+def exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def gone(pid: int, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        if state == "Z":
-            return True
-        time.sleep(0.1)
-    return False
+    """Whether `pid` exits (or is a zombie) within `timeout` seconds."""
+    try:
+        eventually(lambda: exited(pid), timeout=timeout, interval=0.1)
+    except AssertionError:
+        return False
+    return True
 
 
 def sdk(proc: TalkTuahProcess) -> openai.OpenAI:

@@ -8,7 +8,6 @@ layers), and the hub's request log shows what the real process fetched.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from ..support.constants import FAST_DOWNLOADS
+from ..support.eventually import eventually
 from ..support.gguf_shapes import gguf_with_shape
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess
@@ -46,14 +46,13 @@ def server(tmp_path: Path, hub: Hub) -> Iterator[TalkTuahProcess]:
 
 
 def wait_complete(client: httpx.Client, job_id: str, proc: TalkTuahProcess) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/downloads/{job_id}").json()
-        if job["status"] not in ("queued", "downloading"):
-            assert job["status"] == "complete", f"{job}\n{proc.log()[-3000:]}"
-            return job
-        time.sleep(0.05)
-    pytest.fail(f"job {job_id} did not end\n{proc.log()[-3000:]}")
+    job: dict[str, Any] = eventually(
+        lambda: client.get(f"/api/downloads/{job_id}").json(),
+        lambda job: job["status"] not in ("queued", "downloading"), timeout=30,
+        what=lambda: f"job {job_id} ending\n{proc.log()[-3000:]}",
+    )  # fmt: skip
+    assert job["status"] == "complete", f"{job}\n{proc.log()[-3000:]}"
+    return job
 
 
 def test_a_tag_fetches_its_shards_and_the_projector_only(server: TalkTuahProcess, hub: Hub) -> None:

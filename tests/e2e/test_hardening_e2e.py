@@ -21,6 +21,7 @@ import pytest
 
 from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
+from ..support.eventually import eventually
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
 
@@ -130,9 +131,10 @@ def test_text_logs_escape_control_characters(server: TalkTuahProcess) -> None:
     with server.client() as client:
         client.get("/api/%1b[31mX%0aFAKE LOG LINE")
         client.post("/api/switch-model", params={"model_id": "org/\x1b[2Jx\nFAKE MODEL LINE"})
-    deadline = time.monotonic() + 5
-    while "FAKE MODEL LINE" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Its access line (the query stays URL-encoded there: "FAKE+MODEL+LINE"). The loop this
+    # replaced waited for the decoded text, which never comes: 5 s each run.
+    eventually(lambda: "POST /api/switch-model" in server.log(), timeout=5,
+               what="the switch's access line logged")  # fmt: skip
     log = server.log()
     assert "\\x1b[31mX\\nFAKE LOG LINE" in log
     assert "\x1b" not in log

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import openai
 import pytest
 
 from ..support.constants import API_KEY
+from ..support.eventually import eventually
 from ..support.server import TalkTuahProcess
 from ..support.tiny_gguf import tiny_gguf_bytes
 from ..support.tiny_model import install_in_cache, tiny_chat_model_files
@@ -120,9 +120,7 @@ def test_the_openai_sdk_streams_and_usage_is_counted(server: TalkTuahProcess) ->
     assert text
     assert all(c.model == CHAT for c in chunks)
     assert all(c.choices for c in chunks), "the usage-only chunk the client did not ask for"
-    deadline = time.monotonic() + 5
-    while tokens_counted(server) < before + 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: tokens_counted(server), lambda counted: counted >= before + 8, timeout=5)
     assert tokens_counted(server) == before + 8
 
 

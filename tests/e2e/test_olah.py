@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import pytest
 from huggingface_hub import scan_cache_dir, snapshot_download
 
 from tests.support.hub import make_files
+
+from ..support.eventually import eventually
 
 REPO_ID = "org/olah-model"
 READY_TIMEOUT_S = 30.0
@@ -134,19 +135,17 @@ def olah_server(tmp_path: Path) -> Iterator[OlahServer]:
     url = f"http://127.0.0.1:{port}"
     try:
         # Readiness: "/" is not a route in olah; the repo's revision endpoint is.
-        deadline = time.monotonic() + READY_TIMEOUT_S
         ready = f"{url}/api/models/{REPO_ID}/revision/main"
-        while True:
+
+        def revision() -> int:
             if proc.poll() is not None:
                 pytest.fail(f"olah exited with {proc.returncode}:\n{_log_tail(log_path)}")
-            try:
-                if httpx.get(ready, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"olah not ready after {READY_TIMEOUT_S}s:\n{_log_tail(log_path)}")
-            time.sleep(0.2)
+            return httpx.get(ready, timeout=2).status_code
+
+        eventually(
+            revision, lambda status: status == 200, timeout=READY_TIMEOUT_S, interval=0.2,
+            ignoring=(httpx.TransportError,), what=lambda: f"olah ready\n{_log_tail(log_path)}",
+        )  # fmt: skip
         yield OlahServer(url=url, commit=commit, files=files, log_path=log_path)
     finally:
         _stop(proc)
@@ -193,11 +192,11 @@ def test_talktuah_downloads_through_olah(olah_server: OlahServer, tmp_path: Path
     try:
         outcome = services.downloads.request(DownloadRequest(REPO_ID))
         assert outcome.job is not None
-        deadline = time.monotonic() + 60
-        job = outcome.job
-        while job.status.live and time.monotonic() < deadline:
-            time.sleep(0.05)
-            job = services.downloads.get(job.id)
+        job_id = outcome.job.id
+        job = eventually(
+            lambda: services.downloads.get(job_id), lambda job: not job.status.live, timeout=60,
+            what=lambda: f"the download ending\n{_log_tail(olah_server.log_path)}",
+        )  # fmt: skip
         log = _log_tail(olah_server.log_path)
         assert job.status == "complete", f"{job.error}\n{log}"
         assert job.bytes_done == job.bytes_total == sum(len(d) for d in olah_server.files.values())

@@ -12,6 +12,7 @@ import httpx
 
 from ..support.constants import API_KEY
 from ..support.engine import FAKE_ENGINE, MODEL_FILES
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
@@ -40,10 +41,10 @@ def test_sigterm_pauses_a_download_and_the_next_start_resumes_it(home: Path, hub
             job_id = client.post(
                 "/api/download-model", params={"model_id": "org/paused", "auto": "true"}
             ).json()["job_id"]
-            deadline = time.monotonic() + 20
-            while client.get(f"/api/downloads/{job_id}").json()["files_done"] < 5:
-                assert time.monotonic() < deadline, first.log()
-                time.sleep(0.05)
+            eventually(
+                lambda: client.get(f"/api/downloads/{job_id}").json()["files_done"],
+                lambda done: done >= 5, what=lambda: f"five files done\n{first.log()}",
+            )  # fmt: skip
         first.proc.terminate()  # type: ignore[union-attr]
         assert first.wait_exit(20) in (0, -15)
     finally:
@@ -59,10 +60,13 @@ def test_sigterm_pauses_a_download_and_the_next_start_resumes_it(home: Path, hub
     second.start()
     try:
         with second.client() as client:
-            deadline = time.monotonic() + 20
-            while (job := client.get(f"/api/downloads/{job_id}").json())["status"] != "complete":
-                assert time.monotonic() < deadline and job["status"] != "error", job
-                time.sleep(0.05)
+
+            def status() -> str:
+                job = client.get(f"/api/downloads/{job_id}").json()
+                assert job["status"] != "error", job
+                return str(job["status"])
+
+            eventually(status, lambda now: now == "complete", what="the resumed job completing")
         assert not set(hub.fetched_files("org/paused")) & done_before
     finally:
         second.stop()
@@ -94,7 +98,7 @@ def test_sigterm_lets_an_in_flight_request_finish(home: Path) -> None:
             )
         )
         request.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the request reaches the engine, which answers after 2 s
         server.proc.terminate()  # type: ignore[union-attr]
         request.join(30)
         assert answers and answers[0].status_code == 200, answers

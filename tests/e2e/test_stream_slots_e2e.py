@@ -8,7 +8,6 @@ sockets.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from ..support.constants import API_KEY, FAST_DOWNLOADS
+from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 
@@ -75,10 +75,10 @@ def status_when_opened(proc: TalkTuahProcess, job_id: str, key: str) -> int:
 
 
 def wait_status(proc: TalkTuahProcess, job_id: str, key: str, want: int) -> None:
-    deadline = time.monotonic() + 5
-    while (got := status_when_opened(proc, job_id, key)) != want:
-        assert time.monotonic() < deadline, f"still {got}, not {want}, after 5 s"
-        time.sleep(0.1)
+    eventually(
+        lambda: status_when_opened(proc, job_id, key), lambda got: got == want, timeout=5,
+        interval=0.1, what=f"the event stream opening with {want}",
+    )  # fmt: skip
 
 
 def test_event_streams_are_capped_per_key_and_given_back(server: TalkTuahProcess, hub: Hub) -> None:
