@@ -445,7 +445,7 @@ class Hub:
         self._port = server.server_address[1]
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},  # stop() waits up to one poll: once per test
             name=f"test-hub-{self._port}",
             daemon=True,
         )
