@@ -15,13 +15,10 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from ..support.constants import FAST_DOWNLOADS
-from ..support.engine import FAKE_ENGINE
 from ..support.fixtures import serve_hub
 from ..support.hub import Hub
 from ..support.server import TalkTuahProcess
-from ..support.tiny_model import install_in_cache
-from ..support.ui import model_files as _model_files
-from ..support.ui import serve as _serve
+from ..support.ui import serve_stand_in
 
 CHROMIUM = os.environ.get("TALKTUAH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -44,38 +41,19 @@ def ui_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_hub: Hub) -> Iterator[TalkTuahProcess]:
-    root = tmp_path_factory.mktemp("ui")
-    home = root / "home"
-    for repo_id in INSTALLED:
-        install_in_cache(home / "models" / "hub", repo_id, _model_files(repo_id))
-    env = {
-        "DEFAULT_MODEL": "org/a",
-        "HF_ENDPOINT": ui_hub.url,
-        "HF_HOME": str(root / "server-hf-home"),
-        **FAST_DOWNLOADS,
-        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
-        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
-        "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
-        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
-        "FAKE_ENGINE_START_DELAY": "1",  # long enough to see "loading" in the page
-    }
-    yield from _serve(home, env)
+    yield from serve_stand_in(
+        tmp_path_factory.mktemp("ui"), INSTALLED, HF_ENDPOINT=ui_hub.url, **FAST_DOWNLOADS,
+        FAKE_ENGINE_START_DELAY="1",  # long enough to see "loading" in the page
+    )  # fmt: skip
 
 
 @pytest.fixture
 def failing_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
     """A server whose engine dies at start with a message in its log; nothing active."""
-    home = tmp_path / "failing-home"
-    install_in_cache(home / "models" / "hub", "org/broken", _model_files("org/broken"))
-    env = {
-        "HF_HOME": str(tmp_path / "failing-hf-home"),
-        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
-        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
-        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
-        "FAKE_ENGINE_FAIL": "the weights of org/broken are corrupt",
-        "FAKE_ENGINE_START_DELAY": "0.5",
-    }
-    yield from _serve(home, env)
+    yield from serve_stand_in(
+        tmp_path / "failing", ["org/broken"], default_model=None,
+        FAKE_ENGINE_FAIL="the weights of org/broken are corrupt", FAKE_ENGINE_START_DELAY="0.5",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from ..support.engine import FAKE_ENGINE, fail_log
+from ..support.engine import fail_log
 from ..support.server import TalkTuahProcess
-from ..support.tiny_model import install_in_cache
-from ..support.ui import model_files as _model_files
-from ..support.ui import serve as _serve
+from ..support.ui import serve_stand_in
 from .test_dashboard import assert_fits, go, open_dashboard, shot, sign_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,21 +49,12 @@ WRAPPED_IDS = """() => [...document.querySelectorAll(".mid-part")]
 
 @pytest.fixture
 def status_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
-    home = tmp_path / "home"
-    for repo_id in ("org/a", "org/noarch", LONG):
-        install_in_cache(home / "models" / "hub", repo_id, _model_files(repo_id))
-    env = {
-        "DEFAULT_MODEL": "org/a",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
-        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
-        "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
-        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
-        "FAKE_ENGINE_LOAD_DELAY": "4",  # longer than a status poll: the chat sees it load
-        "FAKE_ENGINE_FAIL_ONLY": "org/noarch",
-        "FAKE_ENGINE_FAIL_LOG": fail_log(tmp_path / "noarch.log"),
-    }
-    yield from _serve(home, env)
+    yield from serve_stand_in(
+        tmp_path / "server", ["org/a", "org/noarch", LONG],
+        FAKE_ENGINE_LOAD_DELAY="4",  # longer than a status poll: the chat sees it load
+        FAKE_ENGINE_FAIL_ONLY="org/noarch",
+        FAKE_ENGINE_FAIL_LOG=fail_log(tmp_path / "noarch.log"),
+    )  # fmt: skip
 
 
 def test_a_rolled_back_switch_reads_as_serving_the_previous_model(

@@ -13,10 +13,8 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from ..support.constants import API_KEY
-from ..support.engine import FAKE_ENGINE
 from ..support.server import TalkTuahProcess
-from ..support.tiny_model import install_in_cache
-from ..support.ui import model_files, serve
+from ..support.ui import serve_stand_in
 from .test_dashboard import go, open_dashboard, shot, sign_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,19 +22,10 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def pool_server(tmp_path: Path) -> Iterator[TalkTuahProcess]:
-    home = tmp_path / "home"
-    for repo_id in ("org/a", "org/b", "org/c"):
-        install_in_cache(home / "models" / "hub", repo_id, model_files(repo_id))
-    env = {
-        "DEFAULT_MODEL": "org/a",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "TALKTUAH_ENGINE": "transformers",  # the stand-in speaks as `transformers serve`
-        "TALKTUAH_ENGINE_EXECUTABLE": str(FAKE_ENGINE),
-        "TALKTUAH_ENGINE_HEALTH_INTERVAL": "0.5",
-        "TALKTUAH_ENGINE_STOP_TIMEOUT": "3",
-        "FAKE_ENGINE_LOAD_DELAY": "3",  # a switch takes a few status polls
-    }
-    yield from serve(home, env)
+    yield from serve_stand_in(
+        tmp_path / "server", ["org/a", "org/b", "org/c"],
+        FAKE_ENGINE_LOAD_DELAY="3",  # a switch takes a few status polls
+    )  # fmt: skip
 
 
 def test_the_engine_panel_lists_loaded_models_and_unloads_one(
