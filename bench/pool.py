@@ -4,7 +4,10 @@
    `bench/a-GGUF` with `bench/b-GGUF` loaded beside it, against A's own llama-server port,
    in alternating non-streamed chats of one token on kept-alive connections; the same with A
    alone first, so that what the second model adds (the pool's hot path is one dict lookup)
-   is told apart from what the proxy always adds. Goal: p50 added <= 1 ms.
+   is told apart from what the proxy always adds. Goal: p50 added <= 1 ms. In the same
+   rounds, bench/minimal_proxy.py (uvicorn + TalkTuah's engine client forwarding the bytes:
+   no auth, routing, rewriting, metrics or log) in front of A's same port: the floor of the
+   stack TalkTuah is built on, so that "added" splits into the stack's and TalkTuah's own.
 2. Load overhead beyond the engine's own cold start: B unloaded, then one request naming it
    (load on demand + the answer), against the same llama-server argv launched by hand
    (launch -> /health 200 with the model listed -> the same request). Goal: median overhead
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,25 +73,56 @@ def chat(client: httpx.Client, url: str, model: str, headers: dict[str, str]) ->
     return time.perf_counter() - started
 
 
-def latency_part(server: TalkTuahProcess, rounds: int) -> dict[str, list[float]]:
-    """A's chats through TalkTuah and direct, alternating: first with A alone in the pool,
-    then with B loaded beside it (what the pool adds is the difference of the two)."""
+def latency_part(server: TalkTuahProcess, floor: str, rounds: int) -> dict[str, list[float]]:
+    """A's chats through TalkTuah, direct and through the floor, alternating: first with A
+    alone in the pool, then with B loaded beside it (what the pool adds is the difference
+    of the two)."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    argv = pids(server.home)["a"]["argv"]
-    direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    direct = a_url(server)
     out: dict[str, list[float]] = {}
-    with httpx.Client(timeout=30) as tt, httpx.Client(timeout=30) as raw:
+    with httpx.Client(timeout=30) as tt, httpx.Client(timeout=30) as raw, \
+            httpx.Client(timeout=30) as bare:  # fmt: skip
         for loaded in ("one loaded", "two loaded"):
             if loaded == "two loaded":
                 chat(tt, server.url, B, headers)  # B loads beside A
             for _ in range(10):  # warm-up: connections, first-call costs
                 chat(tt, server.url, A, headers)
                 chat(raw, direct, A, {})
-            tt_side, direct_side = out[f"talktuah, {loaded}"], out[f"direct, {loaded}"] = [], []
+                chat(bare, floor, A, {})
+            tt_side, direct_side, floor_side = (
+                out[f"talktuah, {loaded}"], out[f"direct, {loaded}"], out[f"floor, {loaded}"]
+            ) = [], [], []  # fmt: skip
             for _ in range(rounds):
                 tt_side.append(chat(tt, server.url, A, headers))
                 direct_side.append(chat(raw, direct, A, {}))
+                floor_side.append(chat(bare, floor, A, {}))
     return out
+
+
+def a_url(server: TalkTuahProcess) -> str:
+    """A's own llama-server, as TalkTuah launched it."""
+    argv = pids(server.home)["a"]["argv"]
+    return f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+
+
+def start_floor(upstream: str, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    script = Path(__file__).with_name("minimal_proxy.py")
+    with (root / "floor.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "--port", str(port), "--upstream", upstream],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"{url}/v1/chat/completions", json=BODY | {"model": A}, timeout=5)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    stop_process(proc)
+    raise TimeoutError("the floor proxy did not start")
 
 
 def ready(url: str, model: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -169,16 +204,19 @@ def main() -> None:
         server = TalkTuahProcess(home, api_key=API_KEY, env=env).start(timeout=60)
         try:
             server.wait_engine(A, timeout=120)
-            latency = latency_part(server, args.rounds)
+            floor, floor_url = start_floor(a_url(server), root)
+            try:
+                latency = latency_part(server, floor_url, args.rounds)
+            finally:
+                stop_process(floor)
             loads = load_part(server, args.loads, root)
         finally:
             server.stop()
 
     ms = {k: [v * 1000 for v in vs] for k, vs in latency.items()}
 
-    def added(loaded: str, p: float) -> float:
-        tt, raw = ms[f"talktuah, {loaded}"], ms[f"direct, {loaded}"]
-        return percentile(tt, p) - percentile(raw, p)
+    def added(loaded: str, p: float, by: str = "talktuah", over: str = "direct") -> float:
+        return percentile(ms[f"{by}, {loaded}"], p) - percentile(ms[f"{over}, {loaded}"], p)
 
     added_p50 = added("two loaded", 50)
     pool_p50 = added_p50 - added("one loaded", 50)
@@ -189,7 +227,11 @@ def main() -> None:
         + [[f"added by TalkTuah, {n}", added(n, 50), added(n, 99)]
            for n in ("one loaded", "two loaded")]
         + [["added by the second model", pool_p50,
-            added("two loaded", 99) - added("one loaded", 99)]],
+            added("two loaded", 99) - added("one loaded", 99)]]
+        + [["added by the floor (uvicorn + client), two loaded",
+            added("two loaded", 50, "floor"), added("two loaded", 99, "floor")],
+           ["TalkTuah over the floor, two loaded",
+            added("two loaded", 50, over="floor"), added("two loaded", 99, over="floor")]],
     ))  # fmt: skip
     print()
     print(table(
@@ -208,6 +250,7 @@ def main() -> None:
     write_results("pool", {
         "args": vars(args), "latency_ms": ms, "loads_s": loads,
         "added_p50_ms": added_p50, "pool_added_p50_ms": pool_p50, "load_overhead_s": overhead,
+        "floor_added_p50_ms": added("two loaded", 50, "floor"),
     })  # fmt: skip
 
 
