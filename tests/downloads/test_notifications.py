@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talktuah.config import Settings
+from talktuah.services import Services
 
 from ..support.downloads import WaitFor, start_download
 from ..support.eventually import eventually
@@ -69,8 +70,13 @@ def test_callback_gets_one_post_with_the_final_job(
 
 
 def test_a_failing_callback_never_fails_the_job(
-    client: TestClient, hub: Hub, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
+    client: TestClient,
+    services: Services,
+    hub: Hub,
+    wait_for: WaitFor,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    services.downloads.callbacks.backoff = 0.01  # the retry, not its 1 s wait, is tested here
     hub.add_repo("org/nohook", make_files(n_files=1, size=5_000, seed=33))
     dead = f"http://127.0.0.1:{free_port()}/webhook"
     job = start_download(client, "org/nohook", callback_url=dead)
