@@ -35,6 +35,7 @@ _SLOW_MODULES = {
     "engine/test_supervisor.py",
     "engine/test_pool.py",
     "downloads/test_callback_safety.py",
+    "downloads/test_cancel_stalled.py",  # each test waits out a stall timeout: ~5 s
     "test_hub_server.py",
 }
 

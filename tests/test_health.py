@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import pytest
 from fastapi.testclient import TestClient
 
 from talktuah.services import Services
@@ -21,6 +22,7 @@ def health(client: TestClient) -> dict[str, object]:
     return body
 
 
+@pytest.mark.slow  # kills an engine process and waits out its restart backoff: ~2 s
 def test_killed_engine_degrades_until_restarted(make_client: MakeClient) -> None:
     client = make_client(engine_restart_backoff=1.0)
     wait_status(client, lambda s: s["status"] == "ready")

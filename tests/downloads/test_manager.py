@@ -175,6 +175,7 @@ def test_corrupted_blob_fails_the_job_and_is_removed(
     assert "model-00002-of-00002.safetensors" not in snapshot_files(services, "org/corrupt")
 
 
+@pytest.mark.slow  # a stalled transfer is waited out (the stall timeout) among retries: ~3 s
 def test_transient_faults_are_retried_until_complete(
     client: TestClient, services: Services, hub: Hub, wait_for: WaitFor
 ) -> None:

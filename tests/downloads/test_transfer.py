@@ -227,6 +227,7 @@ Transfer(Target(repo, commit, path, etag, int(size), url, True), Path(models), t
 """
 
 
+@pytest.mark.slow  # a second process writes at 200 kB/s until it is killed -9: ~3 s
 def test_a_second_process_waits_for_the_writer_and_takes_over_its_partial_after_kill9(
     hub: Hub, content: bytes, tmp_path: Path
 ) -> None:
