@@ -6,6 +6,7 @@ Tests build `Services` directly around a temp `TALKTUAH_HOME`; the API receives 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import EllipsisType
@@ -21,6 +22,7 @@ from .downloads.worker import make_api
 from .engine.base import EngineState
 from .engine.budget import NoRoom
 from .engine.drivers import make_driver
+from .engine.instance import Clock
 from .engine.lifecycle import InstanceState
 from .engine.supervisor import EngineSupervisor, SwitchOutcome
 from .errors import (
@@ -55,7 +57,11 @@ class Services:
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, api_key: ApiKey) -> Services:
+    def build(
+        cls, settings: Settings, api_key: ApiKey, *, clock: Clock = time.monotonic
+    ) -> Services:
+        """Everything, wired. `clock`: what the engines' keep-alive and restart backoff are
+        measured on (tests pass one they advance)."""
         settings.home.mkdir(parents=True, exist_ok=True)
         state = StateDB(settings.db_path)
         state.seed_default_model(settings.default_model)
@@ -63,7 +69,9 @@ class Services:
         store.ensure_dir()
         downloads = DownloadManager(settings, state, store)
         metrics = Metrics()
-        engine = EngineSupervisor(settings, state, store, make_driver(settings), metrics)
+        engine = EngineSupervisor(
+            settings, state, store, make_driver(settings), metrics, clock=clock
+        )
         services = cls(
             settings=settings,
             state=state,

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
+from ..support.clock import FakeClock
 from ..support.engine import CHAT, MODEL_FILES, MakeClient, fail_log, wait_status
 from ..support.eventually import eventually
 from ..support.tiny_model import install_in_cache
@@ -122,14 +123,19 @@ def test_nothing_to_evict_queues_then_503_naming_what_is_busy(
 def test_keep_alive_zero_and_seconds_unload_idle_models_but_never_the_default(
     make_client: MakeClient,
 ) -> None:
-    client, services = ready(make_client, keep_alive="1s")
+    clock = FakeClock()
+    client, services = ready(make_client, keep_alive="1s", clock=clock)
     assert chat(client, "org/b", keep_alive=0).status_code == 200
     eventually(lambda: "org/b" not in ps(client), timeout=5)
-    started = time.monotonic()
     assert chat(client, "org/b", keep_alive="2s").status_code == 200
-    eventually(lambda: "org/b" not in ps(client), timeout=10)
-    assert 1.5 < time.monotonic() - started < 6
-    assert ps(client)["org/a"]["state"] == "ready", "the default is pinned"
+    clock.advance(1.9)
+    time.sleep(0.5)  # the instance looks at least twice (TALKTUAH_ENGINE_HEALTH_INTERVAL 0.2)
+    assert ps(client)["org/b"]["state"] == "ready", "1.9 s idle of 2 s: still loaded"
+    clock.advance(0.2)
+    eventually(lambda: "org/b" not in ps(client), timeout=5)
+    clock.advance(3600)
+    time.sleep(0.5)
+    assert ps(client)["org/a"]["state"] == "ready", "the default is pinned: an hour idle"
     assert metric(client, 'talktuah_model_evictions_total{model="org/b",reason="idle"}') == 2
     bad = chat(client, "org/b", keep_alive="soon")
     assert bad.status_code == 422 and "5m" in bad.json()["detail"]

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from talktuah.services import Services
 
+from ..support.clock import FakeClock
 from ..support.engine import CHAT, MakeClient, fail_log, switch_and_wait, wait_status
 from ..support.eventually import eventually
 
@@ -243,10 +244,15 @@ def test_a_switch_replaces_a_restart_waiting_out_its_backoff(
 ) -> None:
     """Issue 16: during the restart backoff (up to ~62 s) a switch got 409 "A switch to None
     is already running"."""
-    client, services = ready(make_client, engine_restart_backoff=1.5, engine_restart_limit=3)
+    clock = FakeClock()
+    client, services = ready(
+        make_client, engine_restart_backoff=1.5, engine_restart_limit=3, clock=clock
+    )
     monkeypatch.setenv("FAKE_ENGINE_FAIL", "the GPU fell off the bus")  # restarts fail
     os.kill(pid(services) or 0, signal.SIGKILL)
     # The first restart (after 1.5 s) fails; the second waits 3 s: switch in that wait.
+    wait_status(client, lambda s: (s["restart_pending"] or {}).get("attempt") == 1)
+    clock.advance(1.5)
     waiting = wait_status(
         client, lambda s: (s["restart_pending"] or {}).get("attempt") == 2, timeout=20
     )
@@ -261,7 +267,8 @@ def test_a_switch_replaces_a_restart_waiting_out_its_backoff(
     done = wait_status(client, lambda s: s["engine_state"] != "loading")
     assert done["status"] == "ready" and done["serving_model"] == "org/b", done
     assert done["restart_pending"] is None and done["last_failure"] is None
-    time.sleep(3.5)  # past when the replaced restart was due
+    clock.advance(3.5)  # past when the replaced restart was due
+    time.sleep(0.5)  # the instance looks at least twice (TALKTUAH_ENGINE_HEALTH_INTERVAL 0.2)
     after = client.get("/api/model-loading-status").json()
     assert after["serving_model"] == "org/b" and after["restarts"] == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from talktuah.api import create_app
 from talktuah.config import Settings
+from talktuah.engine.instance import Clock
 from talktuah.security import ApiKey
 from talktuah.services import Services
 
@@ -37,9 +39,10 @@ def engine_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return events
 
 
-def start_client(home: Path, **overrides: Any) -> TestClient:
+def start_client(home: Path, *, clock: Clock = time.monotonic, **overrides: Any) -> TestClient:
     """TalkTuah in process with the stand-in engine and `org/a`, `org/b` downloaded; the
-    caller ends it with `client.__exit__(None, None, None)`."""
+    caller ends it with `client.__exit__(None, None, None)`. `clock`: what keep-alive and
+    restart backoff are measured on (a FakeClock the test advances)."""
     for repo_id in ("org/a", "org/b"):
         install_in_cache(home / "models" / "hub", repo_id, MODEL_FILES | {"id": repo_id.encode()})
     defaults: dict[str, Any] = {
@@ -47,7 +50,9 @@ def start_client(home: Path, **overrides: Any) -> TestClient:
         "engine_executable": str(FAKE_ENGINE), "engine_health_interval": 0.2,
         "engine_restart_backoff": 0.1, "engine_start_timeout": 20, "engine_stop_timeout": 3,
     }  # fmt: skip
-    services = Services.build(Settings(**(defaults | overrides)), ApiKey(API_KEY, "env"))
+    services = Services.build(
+        Settings(**(defaults | overrides)), ApiKey(API_KEY, "env"), clock=clock
+    )
     return TestClient(
         create_app(services), headers={"Authorization": f"Bearer {API_KEY}"}
     ).__enter__()

@@ -81,6 +81,11 @@ class LoadFailed(Exception):
     """The engine did not come up serving the model; the message says why."""
 
 
+#: Seconds, monotonic: what keep-alive expiry and restart backoff are measured on (tests give
+#: one they advance, instead of sleeping until a keep-alive runs out).
+Clock = Callable[[], float]
+
+
 class Traffic:
     """How many requests TalkTuah has in flight to one instance, and when it last had one.
 
@@ -89,9 +94,12 @@ class Traffic:
     unloads then): a queue put, no thread or task per request.
     """
 
-    def __init__(self, on_idle: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, on_idle: Callable[[], None] | None = None, clock: Clock = time.monotonic
+    ) -> None:
         self.in_flight = 0
-        self.last_used = time.monotonic()
+        self.clock = clock
+        self.last_used = clock()
         self._on_idle = on_idle
 
     def enter(self) -> None:
@@ -99,7 +107,7 @@ class Traffic:
 
     def leave(self) -> None:
         self.in_flight -= 1
-        self.last_used = time.monotonic()
+        self.last_used = self.clock()
         if self.in_flight == 0 and self._on_idle is not None:
             self._on_idle()
 
@@ -120,6 +128,7 @@ class EngineInstance:
         keep_alive: float | None = None,
         estimate_bytes: int = 0,
         on_change: Callable[[EngineInstance, InstanceStatus], None] | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.model_id = model_id
         self.driver = driver
@@ -136,7 +145,8 @@ class EngineInstance:
         #: meanwhile (a request let in would call the eviction off, leaving one too many).
         self.evicting = False
         self.load_queued = False
-        self.traffic = Traffic(on_idle=self._idle)
+        self.clock = clock
+        self.traffic = Traffic(on_idle=self._idle, clock=clock)
         self._on_change = on_change
         self._status = InstanceStatus(model_id)
         self._lock = threading.Lock()
@@ -170,7 +180,7 @@ class EngineInstance:
         return self.measured_bytes or self.estimate_bytes
 
     def expires_at(self) -> float | None:
-        """When idle unloading is due (time.monotonic()); None while pinned, busy or forever."""
+        """When idle unloading is due (on its clock); None while pinned, busy or forever."""
         keep_alive = self.keep_alive  # read once: a request or a switch may change it now
         if self.pinned or keep_alive is None or not self.traffic.idle:
             return None
@@ -290,7 +300,7 @@ class EngineInstance:
 
     def _next_tick(self) -> float:
         interval = self.settings.engine_health_interval
-        now = time.monotonic()
+        now = self.clock()
         pending = self._status.restart
         if pending is not None:
             interval = min(interval, max(0.0, pending.due - now))
@@ -305,7 +315,7 @@ class EngineInstance:
         if self.keep_alive == 0 and not after_request:
             return False
         expires = self.expires_at()
-        return expires is not None and time.monotonic() >= expires
+        return expires is not None and self.clock() >= expires
 
     def _idle(self) -> None:
         if self.keep_alive == 0 and not self.pinned:
@@ -318,7 +328,7 @@ class EngineInstance:
             self._watch_external()
             return False
         if status.state == InstanceState.RESTARTING and status.restart is not None:
-            if time.monotonic() >= status.restart.due:
+            if self.clock() >= status.restart.due:
                 self._load(restart=True)
             return False
         if status.state != InstanceState.READY:
@@ -368,7 +378,7 @@ class EngineInstance:
             if restart
             else f"{self.model_id} is loaded and serving."
         )
-        self.traffic.last_used = time.monotonic()
+        self.traffic.last_used = self.clock()
         self._set(self._status.ready(message))
 
     def _start_and_wait(self) -> None:
@@ -429,7 +439,7 @@ class EngineInstance:
             limit=limit,
             backoff=self.settings.engine_restart_backoff,
             now=time.time(),
-            monotonic=time.monotonic(),
+            monotonic=self.clock(),
         )
         if plan is None:
             gave_up = (
@@ -439,7 +449,7 @@ class EngineInstance:
             )
             self._set(replace(status, message=gave_up))
             return
-        delay = max(0.0, plan.due - time.monotonic())
+        delay = max(0.0, plan.due - self.clock())
         logger.warning(
             "restarting the engine for %s in %.1fs (attempt %d of %d)",
             self.model_id, delay, plan.attempt, limit,

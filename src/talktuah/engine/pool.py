@@ -47,7 +47,7 @@ from .budget import (
     plan_room,
 )
 from .drivers import make_driver
-from .instance import EngineInstance, Load, Stop, Unload
+from .instance import Clock, EngineInstance, Load, Stop, Unload
 from .lifecycle import InstanceState, InstanceStatus
 from .llamacpp import find_gguf
 from .memory import estimate_bytes, memory_kind, total_bytes
@@ -98,8 +98,10 @@ class EnginePool:
         metrics: Metrics,
         *,
         driver_factory: Callable[[Settings, str, int], EngineDriver] = make_instance_driver,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # keep-alive and restart backoff (instance.Clock)
         self.store = store
         self.metrics = metrics
         self._driver_factory = driver_factory
@@ -412,6 +414,7 @@ class EnginePool:
                     estimate_bytes=estimate,
                     keep_alive=self.keep_alive,
                     on_change=self._on_change,
+                    clock=self.clock,
                 )
                 self.instances[model_id] = instance
             self._configure(instance, pinned, keep_alive)
@@ -433,7 +436,12 @@ class EnginePool:
         """Attach to the engine TalkTuah does not run (TALKTUAH_ENGINE=external)."""
         with self._lock:
             instance = EngineInstance(
-                "", self.template, self.settings, pinned=True, on_change=self._on_change
+                "",
+                self.template,
+                self.settings,
+                pinned=True,
+                on_change=self._on_change,
+                clock=self.clock,
             )
             self.instances[""] = instance
         instance.post(Load())
@@ -609,7 +617,7 @@ class EnginePool:
 
     def ps(self) -> list[dict[str, Any]]:
         """`GET /api/ps`: every instance, in Ollama's shape plus our state and failure."""
-        now_wall, now = time.time(), time.monotonic()
+        now_wall, now = time.time(), self.clock()
         rows = []
         for instance in sorted(list(self.instances.values()), key=lambda i: i.model_id):
             status = instance.status

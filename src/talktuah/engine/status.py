@@ -55,7 +55,7 @@ class PendingRestart:
     attempt: int
     limit: int
     at: float  # wall clock, for people
-    due: float  # time.monotonic(), for the monitor
+    due: float  # on the instance's clock (time.monotonic()), for the monitor
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -63,7 +63,7 @@ class PendingRestart:
             "attempt": self.attempt,
             "limit": self.limit,
             "next_restart_at": _iso(self.at),
-            "seconds_left": round(max(0.0, self.due - time.monotonic()), 1),
+            "seconds_left": round(max(0.0, self.at - time.time()), 1),
         }
 
 

@@ -36,7 +36,7 @@ from ..state import StateDB
 from ..store import ModelStore
 from .base import EngineDriver, EngineState
 from .budget import NoRoom
-from .instance import EngineInstance, Traffic
+from .instance import Clock, EngineInstance, Traffic
 from .lifecycle import InstanceState, InstanceStatus
 from .pool import EnginePool
 from .status import EngineStatus, Failure, FailureKind
@@ -77,11 +77,12 @@ class EngineSupervisor:
         store: ModelStore,
         driver: EngineDriver | None = None,
         metrics: Metrics | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
         self.db = state
         self.store = store
-        self.pool = EnginePool(settings, store, metrics or Metrics())
+        self.pool = EnginePool(settings, store, metrics or Metrics(), clock=clock)
         if driver is not None:
             self.pool.template = driver
         self.pool.listeners.append(self._on_instance)
