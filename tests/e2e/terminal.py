@@ -11,6 +11,7 @@ import fcntl
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -23,7 +24,15 @@ from ..support.eventually import eventually
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
+def interruptible() -> None:  # runs in the child, before exec
+    """Ctrl-C's SIGINT as a shell at a terminal leaves it: a suite started in the background
+    (`nohup ... &`) ignores SIGINT, children inherit that, and Python then installs no
+    KeyboardInterrupt handler, so every Ctrl-C test would fail for the runner's reason."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _controlling_tty() -> None:  # runs in the child, before exec
+    interruptible()
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 

@@ -18,6 +18,7 @@ from ..support.eventually import eventually
 from ..support.hub import Hub, make_files
 from ..support.server import TalkTuahProcess
 from ..support.tiny_model import install_in_cache
+from .terminal import interruptible
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,6 +93,7 @@ def test_ctrl_c_asks_whether_to_cancel(server: TalkTuahProcess, hub: Hub) -> Non
         [sys.executable, "-m", "talktuah", "pull", "org/interrupted"],
         env=cli_env(server.url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,  # noqa: PLW1509 - signal dispositions only, before exec
     )  # fmt: skip
     try:
         with server.client() as client:
