@@ -17,13 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talktuah.config import Settings
-from talktuah.downloads.fit import total_memory
 from talktuah.downloads.gguf_header import (
     MAX_HEADER_BYTES,
     HeaderError,
     ModelShape,
     parse_shape,
 )
+from talktuah.host_memory import total_memory
 from talktuah.services import Services
 
 from ..support.downloads import WaitFor

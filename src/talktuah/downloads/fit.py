@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InsufficientMemoryError
-from ..host_memory import total_memory as total_memory
+from ..host_memory import total_memory
 from ..quants import Quant
 from ..sizes import format_bytes
 from .gguf_header import HeaderError, ModelShape, fetch_shape, read_local_shape

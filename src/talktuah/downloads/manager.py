@@ -17,13 +17,14 @@ import huggingface_hub.constants as hf_constants
 
 from ..config import Settings
 from ..errors import TalkTuahError
+from ..host_memory import total_memory
 from ..quants import DEFAULT_ORDER, split_tag, with_tag
 from ..state import StateDB
 from ..storage import GcReport, LiveDownloads, StorageReport, collect, repo_folder, report
 from ..store import ModelStore, engine_for, repo_of, validate_model_ref
 from .callback_url import CallbackPolicy
 from .callbacks import CallbackSender
-from .fit import FitCheck, MemoryReader, check_fits, total_memory
+from .fit import FitCheck, MemoryReader, check_fits
 from .hub_data import guard_library_metadata, validate_revision
 from .jobs import DownloadJob, JobStatus, JobStore, LiveJobExists, now_iso
 from .plan import DownloadPlan, check_disk_space, plan_download
